@@ -15,7 +15,8 @@ from darkseg.errors import DarksegError
 
 def _command_modules() -> dict[str, ModuleType]:
     """Import every command module, ordered by its ``ORDER``."""
-    mods = [importlib.import_module(f"darkseg.commands.{m.name}") for m in pkgutil.iter_modules(commands.__path__)]
+    names = [m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_")]
+    mods = [importlib.import_module(f"darkseg.commands.{n}") for n in names]
     mods.sort(key=lambda m: (getattr(m, "ORDER", 100), m.__name__))
     return {m.__name__.rsplit(".", 1)[1]: m for m in mods}
 

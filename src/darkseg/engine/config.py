@@ -1,0 +1,63 @@
+"""Config sections owned by the engine: training loop and evaluation/inference."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt, model_validator
+
+from darkseg.engine.optim import OptimConfig, ScheduleConfig
+from darkseg.models.ops.crf import CRFConfig
+from darkseg.schema import StrictModel
+
+
+class TrainConfig(StrictModel):
+    """Iteration-based training loop."""
+
+    iterations: PositiveInt = 1000
+    optim: OptimConfig = OptimConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    extra_optim: dict[str, OptimConfig] = Field(
+        default_factory=dict, description="optimisers of other phases (e.g. a discriminator), by phase name"
+    )
+    grad_clip: float | None = Field(None, gt=0, description="max global grad norm per phase; None = off")
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    compile: bool = False
+    channels_last: bool = False
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    threads: PositiveInt | None = Field(None, description="torch CPU threads; None = torch default")
+    log_every: PositiveInt = 20
+    val_every: int = Field(0, ge=0, description="validate every N iterations (0 = only at the end)")
+    ckpt_every: int = Field(500, ge=0, description="periodic checkpoint every N iterations (0 = only the final)")
+    keep_last: PositiveInt = 2
+    sync_bn: bool = False
+    find_unused_parameters: bool = False
+    deterministic: bool = True
+    progress: bool = True
+
+
+class InferenceConfig(StrictModel):
+    """How the deployed model turns an image into a label map (ssss.md §5)."""
+
+    scales: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
+    flip: bool = False
+    class_filter: Literal["pred", "gt", "none"] = Field(
+        "pred", description="zero absent classes by predicted score (pred), by GT image labels (gt), or not at all"
+    )
+    score_cut: float = Field(0.1, ge=0, le=1, description="a class is present if max sigmoid(score) > score_cut")
+    bg_pow: float = Field(1.0, gt=0, description="background probability raised to this power before argmax")
+    crf: CRFConfig | None = None
+    batch_size: PositiveInt = 8
+
+    @model_validator(mode="after")
+    def _positive_scales(self) -> InferenceConfig:
+        if any(s <= 0 for s in self.scales):
+            raise ValueError("scales must be positive")
+        return self
+
+
+class EvalConfig(StrictModel):
+    """Evaluation settings: split and inference."""
+
+    split: str = "val"
+    inference: InferenceConfig = InferenceConfig()

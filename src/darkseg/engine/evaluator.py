@@ -1,0 +1,89 @@
+"""Evaluation of a deployed segmenter over a split: one confusion matrix, summed over ranks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm import tqdm
+
+from darkseg.data.loader import ERROR_KEY, CaptureErrors
+from darkseg.engine.config import InferenceConfig
+from darkseg.engine.distributed import DistEnv, all_reduce_sum
+from darkseg.engine.inference import labels_from_probs, predict_probs
+from darkseg.errors import DataError
+from darkseg.metrics import ConfusionMatrix, SegMetrics
+
+log = logging.getLogger(__name__)
+
+
+def uses_depth(model: nn.Module) -> bool:
+    """Whether a segmenter consumes a depth map (it was built with a depth-prior module)."""
+    return bool(getattr(model, "uses_depth", False))
+
+
+def _same_size_groups(samples: Iterable[dict], max_batch: int) -> Iterator[list[dict]]:
+    """Group consecutive samples of equal image size into batches of at most ``max_batch``."""
+    group: list[dict] = []
+    for s in samples:
+        if group and (len(group) == max_batch or s["mask"].shape != group[0]["mask"].shape):
+            yield group
+            group = []
+        group.append(s)
+    if group:
+        yield group
+
+
+def iterate_samples(dataset: Dataset, env: DistEnv, num_workers: int, on_error: str) -> Iterator[dict]:
+    """This rank's shard of a split, one sample at a time; unreadable samples raise or are skipped."""
+    shard = Subset(dataset, range(env.rank, len(dataset), env.world_size))  # type: ignore[arg-type]
+    loader = DataLoader(CaptureErrors(shard), batch_size=None, num_workers=num_workers)
+    for sample in loader:
+        if ERROR_KEY in sample:
+            if on_error == "raise":
+                raise DataError(f"{sample[ERROR_KEY]} (set data.on_error=skip to skip unreadable samples)")
+            log.warning("skipped sample: %s", sample[ERROR_KEY])
+            continue
+        yield sample
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    input_view: str,
+    cfg: InferenceConfig,
+    device: torch.device,
+    env: DistEnv = DistEnv(),
+    num_workers: int = 0,
+    on_error: str = "raise",
+    progress: bool = True,
+    on_batch: Callable[[list[dict], torch.Tensor, torch.Tensor], None] | None = None,
+) -> SegMetrics:
+    """mIoU / PixAcc / per-class IoU of ``model`` on ``dataset`` (which yields ``input_view``, ``mask``, ...).
+
+    ``on_batch(samples, probs, labels)`` is called for every batch (e.g. to write predictions).
+    """
+    model.eval()
+    class_names = tuple(dataset.class_names)  # type: ignore[attr-defined]
+    cm = ConfusionMatrix(len(class_names))
+    need_depth = uses_depth(model)
+    samples = iterate_samples(dataset, env, num_workers, on_error)
+    total = len(range(env.rank, len(dataset), env.world_size))  # type: ignore[arg-type]
+    bar = tqdm(total=total, desc="eval", disable=not (progress and env.is_main), dynamic_ncols=True, mininterval=2)
+    for group in _same_size_groups(samples, cfg.batch_size):
+        images = torch.stack([s[input_view] for s in group]).to(device)
+        depth = torch.stack([s["depth"] for s in group]).to(device) if need_depth else None
+        labels = torch.stack([s["labels"] for s in group]).to(device) if cfg.class_filter == "gt" else None
+        probs = predict_probs(model, images, cfg, depth=depth, labels=labels)
+        pred = labels_from_probs(probs, images, cfg)
+        cm.update(pred.cpu(), torch.stack([s["mask"] for s in group]))
+        if on_batch is not None:
+            on_batch(group, probs, pred)
+        bar.update(len(group))
+    bar.close()
+    all_reduce_sum(cm.mat)
+    return cm.compute(class_names)

@@ -1,0 +1,101 @@
+"""Multi-scale × flip inference of a segmenter as one batch, class filtering, background power, dense CRF."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from darkseg.engine.config import InferenceConfig
+
+
+def _versions(x: torch.Tensor, scales: list[float], flip: bool, mode: str) -> list[tuple[torch.Tensor, bool]]:
+    """Rescaled (and flipped) copies of a batch, with their flip flags."""
+    h, w = x.shape[-2:]
+    out = []
+    for s in scales:
+        size = (max(1, round(h * s)), max(1, round(w * s)))
+        y = x if size == (h, w) else F.interpolate(x, size=size, mode=mode, align_corners=False if mode != "nearest" else None)
+        out.append((y, False))
+        if flip:
+            out.append((y.flip(-1), True))
+    return out
+
+
+def _pad_to(x: torch.Tensor, size: tuple[int, int], value: torch.Tensor | float) -> torch.Tensor:
+    """Pad bottom/right to ``size`` with a per-channel value."""
+    ph, pw = size[0] - x.shape[-2], size[1] - x.shape[-1]
+    if ph == 0 and pw == 0:
+        return x
+    out = torch.empty(*x.shape[:-2], *size, dtype=x.dtype, device=x.device)
+    out[...] = value.view(1, -1, 1, 1) if isinstance(value, torch.Tensor) else value
+    out[..., : x.shape[-2], : x.shape[-1]] = x
+    return out
+
+
+@torch.no_grad()
+def predict_probs(
+    model: nn.Module,
+    image: torch.Tensor,
+    cfg: InferenceConfig,
+    depth: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Class probabilities (B, C, H, W) of a batch of same-size images in [0, 1], merged over scales and flips.
+
+    Steps (ssss.md §5): every version padded to a common size with the mean colour and run as one batch;
+    masks resized back and unflipped; foreground channels of absent classes zeroed (by predicted score > cut,
+    or by the ground-truth image labels); average over versions; background ** bg_pow.
+    """
+    b, _, h, w = image.shape
+    versions = _versions(image, cfg.scales, cfg.flip, "bicubic")
+    dversions = _versions(depth, cfg.scales, cfg.flip, "bilinear") if depth is not None else None
+    stride = 8
+    ph = max(math.ceil(v.shape[-2] / stride) * stride for v, _ in versions)
+    pw = max(math.ceil(v.shape[-1] / stride) * stride for v, _ in versions)
+    mean = model.mean.to(image.dtype).view(-1)
+    batch = torch.cat([_pad_to(v.clamp(0, 1), (ph, pw), mean) for v, _ in versions])
+    dbatch = torch.cat([_pad_to(d, (ph, pw), 0.0) for d, _ in dversions]) if dversions is not None else None
+    out = model(batch, dbatch) if dbatch is not None else model(batch)
+    masks = F.interpolate(out["masks"].float(), size=(ph, pw), mode="bilinear", align_corners=False)
+    num_versions = len(versions)
+    masks = masks.view(num_versions, b, *masks.shape[1:])
+    if cfg.class_filter == "pred":
+        scores = torch.sigmoid(out["cls"].float()).view(num_versions, b, -1).amax(0)
+        present = (scores > cfg.score_cut).to(masks.dtype)
+    elif cfg.class_filter == "gt":
+        if labels is None:
+            raise ValueError("class_filter='gt' needs the image labels")
+        present = labels.to(masks.dtype)
+    else:
+        present = torch.ones(b, masks.shape[2] - 1, dtype=masks.dtype, device=masks.device)
+    keep = torch.cat([torch.ones_like(present[:, :1]), present], dim=1).view(b, -1, 1, 1)
+    merged = torch.zeros(b, masks.shape[2], h, w, dtype=masks.dtype, device=masks.device)
+    for i, (v, flipped) in enumerate(versions):
+        m = masks[i][..., : v.shape[-2], : v.shape[-1]]
+        m = F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)
+        merged += (m.flip(-1) if flipped else m) * keep
+    merged /= num_versions
+    merged[:, 0] = merged[:, 0].clamp_min(0) ** cfg.bg_pow
+    return merged
+
+
+def labels_from_probs(probs: torch.Tensor, images: torch.Tensor | None, cfg: InferenceConfig) -> torch.Tensor:
+    """Argmax label maps (B, H, W), after the dense CRF when configured."""
+    if cfg.crf is None:
+        return probs.argmax(1)
+    from darkseg.models.ops.crf import dense_crf
+
+    if images is None:
+        raise ValueError("the dense CRF needs the input images")
+    out = []
+    for p, img in zip(probs, images):
+        rgb = (img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        q = p.clamp_min(1e-8)
+        q = (q / q.sum(0, keepdim=True)).cpu().numpy().astype(np.float32)
+        refined = dense_crf(np.ascontiguousarray(rgb), q, **cfg.crf.model_dump())
+        out.append(torch.from_numpy(refined).argmax(0))
+    return torch.stack(out).to(probs.device)

@@ -1,0 +1,44 @@
+"""CAM baseline: a classification network trained with the multi-label soft-margin loss; CAMs give the masks."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from darkseg.methods.base import METHODS, DatasetInfo, Method, StepOutput
+from darkseg.methods.wsss_losses import classification_loss
+from darkseg.models.factory import build_segmenter
+from darkseg.schema import StrictModel
+
+
+class CAMConfig(StrictModel):
+    """The CAM baseline learns only from image labels."""
+
+    name: Literal["cam"] = "cam"
+    input: Literal["image", "dark"] = Field("image", description="which image view to learn from")
+
+
+@METHODS.register("cam")
+class CAMMethod(Method):
+    """Image-label classification; segmentation comes from class activation maps (SSSS's "CAM baseline")."""
+
+    name = "cam"
+    Config = CAMConfig
+    deploy_net = "model"
+
+    def __init__(self, cfg, info: DatasetInfo, load_external: bool = True) -> None:  # noqa: ANN001
+        super().__init__(cfg, info)
+        self.mcfg: CAMConfig = cfg.method
+        self.model = build_segmenter(cfg.model, info.num_classes, info.mean, info.std, load_pretrained=load_external)
+        self.nets["model"] = self.model
+
+    def train_views(self) -> tuple[str, ...]:
+        return (self.mcfg.input, "labels")
+
+    def input_view(self) -> str:
+        return self.mcfg.input
+
+    def training_step(self, phase: str, batch: dict, iteration: int, ctx: dict) -> StepOutput:
+        out = self.nets["model"](batch[self.mcfg.input])
+        return StepOutput(losses={"cls": classification_loss(out["cls"], batch["labels"])})

@@ -1,0 +1,95 @@
+"""SSSS (Araslanov & Roth, CVPR 2020): single-stage WSSS from image labels, as teacher (normal light) or student.
+
+L = L_cls + [it ≥ mask_loss_start]·λ_seg·L_seg, L_seg = balanced CE on PAMR-refined pseudo labels (ssss.md §2).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from darkseg.methods.base import METHODS, DatasetInfo, Method, StepOutput
+from darkseg.methods.wsss_losses import balanced_ce, classification_loss, clean_masks, pseudo_labels
+from darkseg.models.factory import build_segmenter
+from darkseg.models.ops.pamr import PAMR
+from darkseg.schema import StrictModel
+
+
+class PseudoLabelConfig(StrictModel):
+    """PAMR refinement and thresholds of the self-supervised segmentation loss (ssss.md §2-3)."""
+
+    pamr_iters: int = Field(10, ge=1)
+    pamr_dilations: tuple[int, ...] = (1, 2, 4, 8, 12, 24)
+    fg_cut: float = Field(0.6, gt=0, le=1)
+    bg_cut: float = Field(0.7, gt=0, le=1)
+    floor: float = Field(0.2, ge=0, le=1)
+    image_gate: bool = True
+
+
+class SSSSConfig(StrictModel):
+    """SSSS training: which view it learns from, and when/how much the mask loss counts."""
+
+    name: Literal["ssss"] = "ssss"
+    input: Literal["image", "dark"] = Field("image", description="image = normal-light teacher, dark = student")
+    mask_loss_weight: float = Field(1.0, ge=0)
+    mask_loss_start: int = Field(0, ge=0, description="iteration from which L_seg counts (SSSS: 5 epochs)")
+    pseudo: PseudoLabelConfig = PseudoLabelConfig()
+
+
+class SSSSLosses:
+    """L_cls and L_seg of an SSSS network's outputs; shared with the methods that extend SSSS."""
+
+    def __init__(self, cfg: SSSSConfig) -> None:
+        self.cfg = cfg
+        self.pamr = PAMR(num_iter=cfg.pseudo.pamr_iters, dilations=cfg.pseudo.pamr_dilations)
+
+    @torch.no_grad()
+    def pseudo_target(self, image: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """PAMR on the detached masks at mask resolution, upsampled to the crop, cleaned, thresholded."""
+        p = self.cfg.pseudo
+        small = F.interpolate(image.float(), size=masks.shape[-2:], mode="bilinear", align_corners=True)
+        refined = self.pamr(small, masks.detach().float())
+        refined = F.interpolate(refined, size=image.shape[-2:], mode="bilinear", align_corners=True)
+        return pseudo_labels(clean_masks(refined, labels), p.fg_cut, p.bg_cut, p.floor)
+
+    def __call__(self, out: dict, image: torch.Tensor, labels: torch.Tensor, iteration: int) -> StepOutput:
+        loss_cls = classification_loss(out["cls"], labels)
+        target = self.pseudo_target(image, out["masks"], labels)
+        logits = F.interpolate(out["logits"].float(), size=image.shape[-2:], mode="bilinear", align_corners=True)
+        loss_seg, gate = balanced_ce(logits, target, labels, self.cfg.pseudo.image_gate)
+        weight = self.cfg.mask_loss_weight if iteration >= self.cfg.mask_loss_start else 0.0
+        return StepOutput(
+            losses={"cls": loss_cls, "seg": weight * loss_seg},
+            metrics={"seg_unweighted": loss_seg.detach(), "gate": gate.mean()},
+        )
+
+
+@METHODS.register("ssss")
+class SSSSMethod(Method):
+    """One SSSS network trained on ``input`` (normal or dark images) from image-level labels."""
+
+    name = "ssss"
+    Config = SSSSConfig
+    deploy_net = "model"
+
+    def __init__(self, cfg, info: DatasetInfo, load_external: bool = True) -> None:  # noqa: ANN001
+        super().__init__(cfg, info)
+        self.mcfg: SSSSConfig = cfg.method
+        self.model = build_segmenter(cfg.model, info.num_classes, info.mean, info.std, load_pretrained=load_external)
+        self.nets["model"] = self.model
+        self.losses = SSSSLosses(self.mcfg)
+
+    def train_views(self) -> tuple[str, ...]:
+        views = (self.mcfg.input, "labels")
+        return views + ("depth",) if getattr(self.model, "uses_depth", False) else views
+
+    def input_view(self) -> str:
+        return self.mcfg.input
+
+    def training_step(self, phase: str, batch: dict, iteration: int, ctx: dict) -> StepOutput:
+        image = batch[self.mcfg.input]
+        out = self.nets["model"](image, batch.get("depth"))
+        return self.losses(out, image, batch["labels"], iteration)

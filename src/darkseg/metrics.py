@@ -1,0 +1,98 @@
+"""Segmentation metrics from one confusion matrix accumulated over a whole split.
+
+Conventions (documented for users in the README):
+
+- Pixels whose ground truth is the ignore index (255) are skipped.
+- IoU_c = TP / (TP + FP + FN). A class absent from both the ground truth and the prediction of the whole split
+  has an undefined IoU: it is reported as NaN and excluded from the mean (``nanmean``).
+- PixAcc = correctly labelled pixels / valid pixels. Mean class accuracy = mean over classes present in the ground
+  truth of TP / (TP + FN).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+IGNORE_INDEX = 255
+
+
+class ConfusionMatrix:
+    """Accumulates a C×C confusion matrix (rows = ground truth, columns = prediction)."""
+
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX) -> None:
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.mat = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """Add a batch of predicted and ground-truth label maps of the same shape."""
+        if pred.shape != target.shape:
+            raise ValueError(f"prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
+        pred = pred.reshape(-1).to("cpu", torch.int64)
+        target = target.reshape(-1).to("cpu", torch.int64)
+        valid = target != self.ignore_index
+        if (target[valid] >= self.num_classes).any() or (target[valid] < 0).any():
+            raise ValueError(f"ground-truth label outside [0, {self.num_classes}) and not {self.ignore_index}")
+        if (pred[valid] >= self.num_classes).any() or (pred[valid] < 0).any():
+            raise ValueError(f"predicted label outside [0, {self.num_classes})")
+        idx = target[valid] * self.num_classes + pred[valid]
+        self.mat += torch.bincount(idx, minlength=self.num_classes**2).reshape(self.num_classes, self.num_classes)
+
+    def merge(self, other: torch.Tensor) -> None:
+        """Add another confusion matrix (e.g. all-reduced from other ranks)."""
+        self.mat += other.to("cpu", torch.int64)
+
+    def compute(self, class_names: tuple[str, ...] | list[str] | None = None) -> SegMetrics:
+        return segmentation_metrics(self.mat.numpy(), class_names)
+
+
+@dataclass(frozen=True)
+class SegMetrics:
+    """mIoU, PixAcc and mean class accuracy in percent, plus per-class IoU (NaN = class absent)."""
+
+    miou: float
+    pixacc: float
+    mean_acc: float
+    iou: dict[str, float]
+
+    def to_dict(self) -> dict:
+        return {"miou": self.miou, "pixacc": self.pixacc, "mean_acc": self.mean_acc, "per_class_iou": self.iou}
+
+    def table(self) -> str:
+        """A plain-text per-class IoU table followed by the summary figures."""
+        width = max([len(n) for n in self.iou] + [5])
+        lines = [f"{'class':<{width}}  IoU (%)"]
+        lines += [f"{name:<{width}}  {'n/a' if np.isnan(v) else f'{v:6.2f}'}" for name, v in self.iou.items()]
+        lines.append(f"{'mIoU':<{width}}  {self.miou:6.2f}")
+        lines.append(f"{'PixAcc':<{width}}  {self.pixacc:6.2f}")
+        lines.append(f"{'mAcc':<{width}}  {self.mean_acc:6.2f}")
+        return "\n".join(lines)
+
+
+def segmentation_metrics(mat: np.ndarray, class_names: tuple[str, ...] | list[str] | None = None) -> SegMetrics:
+    """Metrics from a confusion matrix (rows = ground truth, columns = prediction)."""
+    mat = np.asarray(mat, dtype=np.float64)
+    num_classes = mat.shape[0]
+    names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} class names for {num_classes} classes")
+    tp = np.diag(mat)
+    gt = mat.sum(axis=1)
+    pred = mat.sum(axis=0)
+    union = gt + pred - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, tp / union, np.nan)
+        acc = np.where(gt > 0, tp / gt, np.nan)
+    total = mat.sum()
+    pixacc = float(tp.sum() / total) if total > 0 else float("nan")
+    miou = float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan")
+    mean_acc = float(np.nanmean(acc)) if np.isfinite(acc).any() else float("nan")
+    return SegMetrics(
+        miou=100 * miou,
+        pixacc=100 * pixacc,
+        mean_acc=100 * mean_acc,
+        iou={n: float(100 * v) for n, v in zip(names, iou)},
+    )

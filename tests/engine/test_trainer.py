@@ -1,0 +1,91 @@
+"""The training loop: resume equivalence, NaN stop, interrupt checkpoint, logs, export."""
+
+import csv
+
+import pytest
+import torch
+
+from darkseg.data.loader import train_stream
+from darkseg.engine import checkpoint as ckpt
+from darkseg.engine.config import TrainConfig
+from darkseg.engine.distributed import DistEnv
+from darkseg.engine.trainer import NonFiniteLossError, Trainer
+
+from toy import ToyDataset, ToyMethod
+
+
+def make_trainer(run_dir, iterations=12, workers=0, nan_at=None, **train):
+    torch.manual_seed(0)
+    method = ToyMethod(nan_at=nan_at)
+    cfg = TrainConfig(iterations=iterations, log_every=2, ckpt_every=4, keep_last=2, progress=False,
+                      optim={"lr": 0.05, "momentum": 0.9}, schedule={"name": "poly", "warmup_iters": 2}, **train)
+    data = ToyDataset()
+
+    def batches(start):
+        return train_stream(data, 5, seed=3, start_iteration=start, num_workers=workers, on_error="raise")
+
+    return Trainer(method, cfg, run_dir, torch.device("cpu"), DistEnv(), batches, batch_size=5)
+
+
+def final_weights(trainer):
+    return {k: v.clone() for k, v in trainer.method.nets["model"].state_dict().items()}
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_reaches_the_same_weights(tmp_path, workers):
+    full = make_trainer(tmp_path / "full", workers=workers)
+    full.fit()
+    part = make_trainer(tmp_path / "part", workers=workers)
+    res = part.fit(stop_at=7)  # not a multiple of ckpt_every: the stop writes its own checkpoint
+    assert not res.completed and res.iteration == 7
+    resumed = make_trainer(tmp_path / "part", workers=workers)
+    resumed.fit(resume=True)
+    a, b = final_weights(full), final_weights(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert (tmp_path / "part" / "model_final.safetensors").is_file()
+    rows = list(csv.DictReader((tmp_path / "part" / "train_log.csv").open()))
+    assert [int(r["iteration"]) for r in rows] == [2, 4, 6, 7, 8, 10, 12]
+
+
+def test_same_seed_same_result(tmp_path):
+    a = make_trainer(tmp_path / "a", iterations=5)
+    a.fit()
+    b = make_trainer(tmp_path / "b", iterations=5)
+    b.fit()
+    for k, v in final_weights(a).items():
+        assert torch.equal(v, final_weights(b)[k])
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    trainer = make_trainer(tmp_path, nan_at=9)
+    with pytest.raises(NonFiniteLossError, match=r"'bce' is nan at iteration 9.*iter_0000008"):
+        trainer.fit()
+    last = ckpt.latest_checkpoint(tmp_path / "checkpoints")
+    weights, _, _ = ckpt.load_checkpoint(last)
+    assert all(torch.isfinite(v).all() for v in weights.values())
+
+
+def test_interrupt_writes_checkpoint(tmp_path):
+    trainer = make_trainer(tmp_path)
+    original = trainer._step
+
+    def step(batch, ctx):
+        out = original(batch, ctx)
+        if trainer.iteration == 2:  # Ctrl-C during iteration 3 (0-based 2)
+            trainer.request_stop()
+        return out
+
+    trainer._step = step
+    res = trainer.fit()
+    assert res.iteration == 3 and not res.completed
+    assert ckpt.latest_checkpoint(tmp_path / "checkpoints").name == "iter_0000003"
+
+
+def test_grad_clip_and_bf16_autocast_run(tmp_path):
+    trainer = make_trainer(tmp_path, iterations=3, grad_clip=0.1, amp="bf16")
+    res = trainer.fit()
+    assert res.completed
+    rows = list(csv.DictReader((tmp_path / "train_log.csv").open()))
+    assert float(rows[-1]["grad_norm"]) >= 0

@@ -1,0 +1,96 @@
+"""A tiny method and dataset exercising the engine without the real models (shared by the engine tests)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from darkseg.methods.base import DatasetInfo, Method, StepOutput
+
+
+class ToyDataset(Dataset):
+    """Random images whose augmentation depends on the sample seed (like the real paired transforms)."""
+
+    def __init__(self, n: int = 23, size: int = 8) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.rand(n, 3, size, size, generator=g)
+        self.y = (self.x.mean((1, 2, 3)) > 0.5).float()[:, None]
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, item):
+        i, seed = item if isinstance(item, tuple) else (item, item)
+        rng = np.random.default_rng(seed)
+        x = self.x[i].flip(-1) if rng.random() < 0.5 else self.x[i]
+        x = x + 0.05 * torch.from_numpy(rng.standard_normal(x.shape).astype(np.float32))
+        return {"id": str(i), "image": x, "labels": self.y[i]}
+
+
+class ToyNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.drop = nn.Dropout(0.3)
+        self.fc = nn.Linear(4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.bn(self.conv(x))).mean((2, 3))
+        return self.fc(self.drop(h))
+
+
+class ToyMethod(Method):
+    name = "toy"
+    deploy_net = "model"
+
+    def __init__(self, nan_at: int | None = None) -> None:
+        super().__init__(cfg=None, info=DatasetInfo(("bg", "fg"), (0.5,) * 3, (0.25,) * 3))
+        self.nets["model"] = ToyNet()
+        self.nan_at = nan_at
+
+    def train_views(self):
+        return ("image", "labels")
+
+    def training_step(self, phase, batch, iteration, ctx):
+        out = self.nets["model"](batch["image"])
+        loss = nn.functional.binary_cross_entropy_with_logits(out, batch["labels"])
+        if self.nan_at is not None and iteration >= self.nan_at:
+            loss = loss * float("nan")
+        return StepOutput(losses={"bce": loss}, metrics={"out_mean": out.mean().detach()})
+
+
+def ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    """One rank of the 2-process DDP test (kept here so that spawned processes can import it)."""
+    import os
+    import pathlib
+
+    import torch.distributed as dist
+
+    from darkseg.data.loader import train_stream
+    from darkseg.engine.config import TrainConfig
+    from darkseg.engine.distributed import DistEnv, init_distributed, unwrap
+    from darkseg.engine.trainer import Trainer
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    env = init_distributed(torch.device("cpu"))
+    assert env == DistEnv(rank, world, rank)
+    torch.manual_seed(100 + rank)  # different init on purpose: DDP must broadcast rank 0's weights
+    method = ToyMethod()
+    cfg = TrainConfig(iterations=6, log_every=2, ckpt_every=3, progress=False, optim={"lr": 0.05})
+    data = ToyDataset()
+
+    def batches(start):
+        return train_stream(data, 4, 0, start, 0, "raise", env.rank, env.world_size)
+
+    trainer = Trainer(method, cfg, pathlib.Path(out_dir) / "run", torch.device("cpu"), env,
+                      batches, batch_size=4)
+    trainer.fit()
+    state = unwrap(method.nets["model"]).state_dict()
+    torch.save({k: v.clone() for k, v in state.items()}, os.path.join(out_dir, f"rank{rank}.pt"))
+    dist.barrier()
+    dist.destroy_process_group()
