@@ -1,4 +1,4 @@
-"""Checkpoints: atomic directories of safetensors weights + trainer state; strict, reported weight loading."""
+"""Checkpoints: atomic directories of safetensors weights + trainer state (weights-only loading)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-from torch import nn
+from safetensors.torch import save_file
 
 from darkseg.errors import CheckpointError
+from darkseg.models.weights import read_weights
 
 log = logging.getLogger(__name__)
 
@@ -50,58 +49,6 @@ def save_weights(path: Path, state: dict[str, torch.Tensor], metadata: dict[str,
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """Read a weights file: safetensors, or a torch pickle loaded with ``weights_only=True``."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such weights file; pass the path of a .safetensors/.pth file")
-    if path.suffix == ".safetensors":
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError) as err:
-            raise CheckpointError(f"{path}: unreadable safetensors file ({err}); re-export or re-download it") from None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch raises many types for corrupt/unsafe pickles
-        raise CheckpointError(f"{path}: cannot be loaded as a weights-only torch file ({err.__class__.__name__})") from None
-    for key in ("state_dict", "model"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path}: does not contain a state dict of tensors")
-    return obj
-
-
-def load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str, partial: bool = False) -> list[str]:
-    """Load ``state`` into ``module``; mismatches stop with the key lists unless ``partial`` (then reported).
-
-    Returns the list of skipped keys (empty for a strict load).
-    """
-    own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
-    problems = missing or unexpected or mismatched
-    if problems and not partial:
-        parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape-mismatched", mismatched)):
-            if keys:
-                parts.append(f"{len(keys)} {label} keys ({', '.join(keys[:4])}{', …' if len(keys) > 4 else ''})")
-        raise CheckpointError(
-            f"{source}: checkpoint does not fit the model: {'; '.join(parts)}; "
-            "check that the config matches the checkpoint (or allow partial loading for pretrained backbones)"
-        )
-    usable = {k: v for k, v in state.items() if k in own and k not in mismatched}
-    module.load_state_dict(usable, strict=False)
-    skipped = unexpected + mismatched
-    if problems:
-        log.warning(
-            "%s: partial load: %d tensors loaded, %d model keys left at init (%s), %d checkpoint keys skipped (%s)",
-            source, len(usable), len(missing), ", ".join(missing[:6]), len(skipped), ", ".join(skipped[:6]),
-        )
-    return skipped
 
 
 def prefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

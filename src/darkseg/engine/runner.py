@@ -25,6 +25,7 @@ from darkseg.methods.catalog import METHODS
 from darkseg.methods.base import DatasetInfo, Method
 from darkseg.metrics import SegMetrics
 from darkseg.models.factory import build_segmenter
+from darkseg.models.weights import load_into, read_weights
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +108,10 @@ def load_deployed(cfg: ExperimentConfig, weights: Path | None, device: torch.dev
         tensors, _, meta = ckpt.load_checkpoint(path)
         tensors = ckpt.prefixed(tensors, meta["deploy_net"])
     elif path.is_file():
-        tensors = ckpt.read_weights(path)
+        tensors = read_weights(path)
     else:
         raise CheckpointError(f"{path}: no trained weights; train first or pass --weights")
-    ckpt.load_into(model, tensors, str(path))
+    load_into(model, tensors, str(path))
     return model.to(device).eval()
 
 

@@ -24,6 +24,7 @@ from darkseg.engine.optim import IterationScheduler, OptimConfig, build_optimize
 from darkseg.errors import DarksegError, DataError
 from darkseg.methods.base import Method
 from darkseg.metrics import SegMetrics
+from darkseg.models.weights import load_into
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ class Trainer:
         if meta.get("method") != self.method.name:
             raise DarksegError(f"{path}: checkpoint of method {meta.get('method')!r}, config says {self.method.name!r}")
         for name in self.method.checkpoint_nets():
-            ckpt.load_into(unwrap(self.method.nets[name]), ckpt.prefixed(weights, name), f"{path} [{name}]")
+            load_into(unwrap(self.method.nets[name]), ckpt.prefixed(weights, name), f"{path} [{name}]")
         for k, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][k])
         for k, sch in self.schedulers.items():

@@ -1,0 +1,7 @@
+"""Segmenters: ``forward(image, depth=None) -> dict(cls, logits, masks, feats)`` (architecture.md, Model contract)."""
+
+from darkseg.models.segmenters.base import IMAGENET_MEAN, IMAGENET_STD, Segmenter
+from darkseg.models.segmenters.cam import CAM
+from darkseg.models.segmenters.ssss import SSSS, convert_1stage_wseg, ngwp_focal_scores
+
+__all__ = ["CAM", "IMAGENET_MEAN", "IMAGENET_STD", "SSSS", "Segmenter", "convert_1stage_wseg", "ngwp_focal_scores"]
