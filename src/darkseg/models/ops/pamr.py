@@ -1,0 +1,103 @@
+"""Pixel-adaptive mask refinement (PAMR) of SSSS (Araslanov & Roth, CVPR 2020), as coded in the reference.
+
+Replicate padding is a clamp of coordinates, so the image and each mask iterate are padded once by the largest
+dilation and every neighbour is a shifted view of that padded tensor. The (B, 48, H, W) weights are computed once;
+each iteration accumulates the 48 weighted shifted views in place, a few images at a time so that the working set
+stays cache resident. No (B, C, 48, H, W) neighbour tensor is ever formed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from darkseg.errors import ConfigError
+
+# Mask elements (images x channels x pixels) refined together; ~4 MB of float32 keeps the iterate in cache.
+_BLOCK_ELEMENTS = 1 << 20
+
+
+def neighbour_offsets(dilations: Sequence[int]) -> list[tuple[int, int]]:
+    """The 8 offsets {-d, 0, d}^2 minus the centre for each dilation d, SSSS PAMR neighbourhood (ssss.md §3.1)."""
+    return [(dy * d, dx * d) for d in dilations for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+
+
+def _shift(padded: Tensor, pad: int, offset: tuple[int, int], size: tuple[int, int]) -> Tensor:
+    """View of a replicate-padded tensor shifted by offset: value at clamped (y + dy, x + dx) (ssss.md §3.1)."""
+    (dy, dx), (h, w) = offset, size
+    return padded[..., pad + dy : pad + dy + h, pad + dx : pad + dx + w]
+
+
+def pamr_weights(image: Tensor, dilations: Sequence[int]) -> Tensor:
+    """Neighbour weights softmax_j mean_k -|X_k(i) - X_k(j)| / (1e-8 + 0.1 sigma_k(i)), SSSS PAMR (ssss.md §3.2-4)."""
+    size = (image.shape[-2], image.shape[-1])
+    pad = max(dilations)
+    padded = F.pad(image, [pad] * 4, mode="replicate")
+    neighbours = [_shift(padded, pad, off, size) for off in neighbour_offsets(dilations)]
+    # Local std over the 9|D| window: the centre counts once per dilation; unbiased (divisor n - 1).
+    n = 9 * len(dilations)
+    mean = image * len(dilations)
+    for v in neighbours:
+        mean += v
+    mean /= n
+    sq = (image - mean).square_().mul_(len(dilations))
+    for v in neighbours:
+        sq += (v - mean).square_()
+    scale = sq.div_(n - 1).sqrt_().mul_(0.1).add_(1e-8)
+    logits = image.new_empty(image.shape[0], len(neighbours), *size)
+    for j, v in enumerate(neighbours):
+        torch.mean((image - v).abs_().div_(scale), dim=1, out=logits[:, j])
+    return torch.softmax(logits.neg_(), dim=1)
+
+
+def pamr_propagate(weights: Tensor, mask: Tensor, dilations: Sequence[int], num_iter: int) -> Tensor:
+    """num_iter steps of M_c(i) <- sum_j w(i, j) M_c(j) over replicate-padded neighbours, SSSS PAMR (ssss.md §3.5)."""
+    batch, channels, height, width = mask.shape
+    offsets = neighbour_offsets(dilations)
+    pad = max(dilations)
+    step = max(1, _BLOCK_ELEMENTS // (channels * height * width))
+    blocks = []
+    for start in range(0, batch, step):
+        m, w = mask[start : start + step], weights[start : start + step]
+        for _ in range(num_iter):
+            padded = F.pad(m, [pad] * 4, mode="replicate")
+            out = w[:, :1] * _shift(padded, pad, offsets[0], (height, width))
+            for j in range(1, len(offsets)):
+                out.addcmul_(w[:, j : j + 1], _shift(padded, pad, offsets[j], (height, width)))
+            m = out
+        blocks.append(m)
+    return torch.cat(blocks)
+
+
+class PAMR(nn.Module):
+    """Pixel-adaptive mask refinement with fixed local image affinities, SSSS (ssss.md §3).
+
+    No parameters, and no gradients flow through it: SSSS refines detached masks into pseudo labels.
+    """
+
+    def __init__(self, num_iter: int = 10, dilations: Sequence[int] = (1, 2, 4, 8, 12, 24)) -> None:
+        super().__init__()
+        if num_iter < 0:
+            raise ConfigError(f"PAMR num_iter must be >= 0, got {num_iter}")
+        if not dilations or any(d < 1 for d in dilations):
+            raise ConfigError(f"PAMR dilations must be a non-empty list of positive integers, got {list(dilations)}")
+        self.num_iter = num_iter
+        self.dilations = tuple(int(d) for d in dilations)
+
+    @torch.no_grad()
+    def forward(self, image: Tensor, mask: Tensor) -> Tensor:
+        """Refine mask (B, C, h, w) with image (B, K, H, W): bilinear resize to H x W, then PAMR (ssss.md §3)."""
+        if image.dim() != 4 or mask.dim() != 4 or image.shape[0] != mask.shape[0]:
+            raise ValueError(f"PAMR expects image (B, K, H, W) and mask (B, C, h, w), got {image.shape}, {mask.shape}")
+        dtype = torch.promote_types(mask.dtype, torch.float32)
+        image, refined = image.to(torch.promote_types(image.dtype, torch.float32)), mask.to(dtype)
+        if refined.shape[-2:] != image.shape[-2:]:
+            refined = F.interpolate(refined, size=image.shape[-2:], mode="bilinear", align_corners=True)
+        weights = pamr_weights(image, self.dilations).to(dtype)
+        return pamr_propagate(weights, refined, self.dilations, self.num_iter).to(mask.dtype)
+
+    def extra_repr(self) -> str:
+        return f"num_iter={self.num_iter}, dilations={self.dilations}"
