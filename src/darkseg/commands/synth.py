@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from darkseg.lowlight import LowLightConfig
 
 HELP = "darken images with the physically based low-light pipeline (unprocess, darken, noise, re-process)"
 ORDER = 50
@@ -16,10 +19,12 @@ examples:
   darkseg synth photos photos_dark --set gamma_range=[2,3] --set quantisation=round
   darkseg synth --preview photo.jpg preview.png --seed 3
 
-SRC is a folder (every .jpg/.jpeg/.png/.bmp/.tif/.tiff below it) or a VOC tree (only images under JPEGImages/
-folders). Outputs keep relative path, size, format, bit depth and alpha; grey inputs become RGB. Existing outputs
-are skipped (resume); DST/lowlight_config.json holds the seed and config, DST/lowlight_params.jsonl the sampled
-parameters of every image. Image ids (path below JPEGImages/ or SRC, without suffix) and --seed fix every draw.
+SRC is a folder (every .jpg/.jpeg/.png/.bmp/.tif/.tiff below it: point it at the images, e.g. Cityscapes'
+leftImg8bit, not at label folders) or a VOC tree (only images under JPEGImages/ folders). Outputs keep relative
+path, size, format, bit depth and alpha (JPEG quality 95); grey inputs become RGB; EXIF rotation is not applied.
+Existing outputs are skipped (resume); DST/lowlight_config.json holds the seed and config, and
+DST/lowlight_params.jsonl the sampled parameters of every image. Image ids (path below JPEGImages/ or SRC, without
+suffix) and --seed fix every draw, so the same command gives the same bytes.
 
 --set KEY=VALUE overrides one LowLightConfig field (YAML value), e.g. gamma_range=[2,3], darkness_mean=0.2,
 noise=false, quantisation=round|uniform|none, round_levels=255, quant_betas=[12,14,16], ccm=choice|mix,
@@ -44,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def build_config(preset: str, overrides: list[str]) -> Any:
+def build_config(preset: str, overrides: list[str]) -> LowLightConfig:
     """LowLightConfig from a preset and KEY=VALUE overrides; bad keys or values raise ConfigError."""
     import yaml
     from pydantic import ValidationError
@@ -63,11 +68,15 @@ def build_config(preset: str, overrides: list[str]) -> Any:
         except yaml.YAMLError:
             raise ConfigError(f"--set {item!r}: value is not valid YAML") from None
     try:
-        return LowLightConfig(preset=preset, **values)
+        return LowLightConfig.model_validate({"preset": preset, **values})
     except ValidationError as err:
         first = err.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "config"
-        raise ConfigError(f"--set {loc}: {first['msg']}") from None
+        msg = first["msg"].removeprefix("Value error, ")
+        if not first["loc"]:
+            raise ConfigError(f"--set: {msg}") from None
+        key = str(first["loc"][0])
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"--set {where} (got {values.get(key)!r}): {msg}") from None
 
 
 def run(args: argparse.Namespace) -> int:

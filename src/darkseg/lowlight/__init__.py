@@ -1,0 +1,18 @@
+"""Physically based low-light synthesis: unprocess -> darken -> shot/read noise -> quantise -> re-process."""
+
+from darkseg.lowlight.config import LowLightConfig
+from darkseg.lowlight.params import image_seed, sample_params
+from darkseg.lowlight.presets import PRESETS
+from darkseg.lowlight.synthesizer import LowLightSynthesizer, LowLightTrace
+from darkseg.lowlight.tree import SynthReport, synthesize_tree
+
+__all__ = [
+    "PRESETS",
+    "LowLightConfig",
+    "LowLightSynthesizer",
+    "LowLightTrace",
+    "SynthReport",
+    "image_seed",
+    "sample_params",
+    "synthesize_tree",
+]
