@@ -6,11 +6,14 @@ import argparse
 import importlib
 import logging
 import pkgutil
+import re
 import sys
 from types import ModuleType
 
 from darkseg import __version__, commands
 from darkseg.errors import DarksegError
+
+_OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 
 
 def _command_modules() -> dict[str, ModuleType]:
@@ -48,7 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # KEY=VALUE config overrides may follow options (``--size 96 train.iterations=10``).
+        if hasattr(args, "overrides") and all(_OVERRIDE.match(e) for e in extra):
+            args.overrides += extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if not getattr(args, "_run", None):
         parser.print_help()

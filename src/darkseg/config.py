@@ -97,15 +97,15 @@ def apply_overrides(tree: dict, overrides: list[str]) -> dict:
     return tree
 
 
-def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
-    """Field names of the config section at ``loc`` (following discriminated-union tags), if known."""
+def _fields_at(model: type[BaseModel], path: tuple[Any, ...], tags: tuple[Any, ...]) -> list[str] | None:
+    """Field names of the config section at ``path``; unions are resolved by the tags found in ``tags``."""
     cls: Any = model
-    for part in loc:
+    for part in path:
         if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
             return None
         if part not in cls.model_fields:
             return None
-        cls = _section_type(cls.model_fields[part].annotation, loc)
+        cls = _section_type(cls.model_fields[part].annotation, tags)
     return list(cls.model_fields) if isinstance(cls, type) and issubclass(cls, BaseModel) else None
 
 
@@ -127,11 +127,12 @@ def _section_type(annotation: Any, loc: tuple[Any, ...]) -> Any:
 def format_validation_error(err: ValidationError, model: type[BaseModel] = ExperimentConfig) -> str:
     """One line: the first invalid key, what was given, and what is allowed."""
     e = err.errors()[0]
-    loc = _strip_tags(model, tuple(e["loc"]))
+    raw_loc = tuple(e["loc"])
+    loc = _strip_tags(model, raw_loc)
     key = ".".join(str(p) for p in loc) or "(top level)"
     if e["type"] == "extra_forbidden":
         parent = loc[:-1]
-        allowed = _fields_at(model, parent)
+        allowed = _fields_at(model, parent, raw_loc)
         where = ".".join(str(p) for p in parent) or "the top level"
         hint = f"; allowed keys under {where}: {', '.join(allowed)}" if allowed else ""
         return f"unknown config key {key!r}{hint}"
@@ -142,18 +143,31 @@ def format_validation_error(err: ValidationError, model: type[BaseModel] = Exper
     return f"config key {key!r}: {e['msg']}{given_text}"
 
 
+def _is_union(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _is_union(typing.get_args(annotation)[0])
+    return origin in (Union, types.UnionType) and sum(
+        isinstance(a, type) and issubclass(a, BaseModel) for a in typing.get_args(annotation)
+    ) > 1
+
+
 def _strip_tags(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, ...]:
     """Drop the discriminator tags pydantic inserts into error locations (e.g. ``model.ssss.backbone``)."""
     out: list[Any] = []
     cls: Any = model
+    skip_tag = False
     for part in loc:
+        if skip_tag:
+            skip_tag = False
+            continue
+        out.append(part)
         if isinstance(cls, type) and issubclass(cls, BaseModel) and part in cls.model_fields:
-            out.append(part)
-            cls = _section_type(cls.model_fields[part].annotation, loc)
-        elif isinstance(cls, type) and issubclass(cls, BaseModel):
-            continue  # a union tag or a collection index
+            annotation = cls.model_fields[part].annotation
+            skip_tag = _is_union(annotation)
+            cls = _section_type(annotation, loc)
         else:
-            out.append(part)
+            cls = None
     return tuple(out)
 
 

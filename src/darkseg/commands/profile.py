@@ -31,8 +31,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"input 1x3x{args.size}x{args.size}; GMAC = FlopCounterMode FLOPs / 2")
     print(f"deployed model : {report.deploy_params:>13,d} params  {report.deploy_gmac:9.2f} GMAC")
     print(f"training graph : {report.params:>13,d} params  {report.gmac:9.2f} GMAC (forward of one step)")
-    for name, n in report.nets.items():
-        print(f"  {name:<13}: {n:>13,d} params")
+    for name, (n, g) in report.nets.items():
+        print(f"  {name:<13}: {n:>13,d} params  {g:9.2f} GMAC")
     print(f"training-only  : {report.params - report.deploy_params:>13,d} params  "
           f"{report.gmac - report.deploy_gmac:9.2f} GMAC")
     return 0

@@ -6,6 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch.distributed as dist
+
 from darkseg.data.base import SegmentationDataset, Transform
 from darkseg.data.config import DataConfig
 from darkseg.data.io import VOC_CLASSES
@@ -57,7 +59,13 @@ def _voc(cfg: DataConfig, split: str, views: Sequence[str], transform: Transform
 
 
 def _scenes(cfg: DataConfig, split: str, views: Sequence[str], transform: Transform | None) -> SegmentationDataset:
+    """The built-in benchmark, generated on first use (by rank 0 only when running under torchrun)."""
+    distributed = dist.is_available() and dist.is_initialized()
+    if distributed and dist.get_rank() != 0:
+        dist.barrier()
     root = ensure_scenes(Path(cfg.root), cfg.scenes)
+    if distributed and dist.get_rank() == 0:
+        dist.barrier()
     return VOCDataset(root, split, views, transform, class_names=SCENES_CLASSES)
 
 

@@ -6,9 +6,10 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
+from darkseg.data.config import DataConfig
 from darkseg.engine.optim import OptimConfig, ScheduleConfig
 from darkseg.models.ops.crf import CRFConfig
-from darkseg.schema import StrictModel
+from darkseg.schema import AmpMode, StrictModel
 
 
 class TrainConfig(StrictModel):
@@ -21,7 +22,7 @@ class TrainConfig(StrictModel):
         default_factory=dict, description="optimisers of other phases (e.g. a discriminator), by phase name"
     )
     grad_clip: float | None = Field(None, gt=0, description="max global grad norm per phase; None = off")
-    amp: Literal["off", "bf16", "fp16"] = "off"
+    amp: AmpMode = "off"
     compile: bool = False
     channels_last: bool = False
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
@@ -57,7 +58,8 @@ class InferenceConfig(StrictModel):
 
 
 class EvalConfig(StrictModel):
-    """Evaluation settings: split and inference."""
+    """Evaluation settings: split, inference, and optionally another dataset (e.g. train on VOC, test on LIS)."""
 
     split: str = "val"
     inference: InferenceConfig = InferenceConfig()
+    data: DataConfig | None = Field(None, description="dataset of `darkseg eval` if not the training one")

@@ -43,6 +43,11 @@ def init_distributed(device: torch.device) -> DistEnv:
     return DistEnv(rank, world, local)
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun job, or a process running alone."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def resolve_device(spec: str, env: DistEnv) -> torch.device:
     """``auto`` → this rank's GPU if CUDA is available, else the CPU."""
     if spec == "auto":

@@ -28,7 +28,7 @@ class ProfileReport:
     gmac: float
     deploy_params: int
     deploy_gmac: float
-    nets: dict[str, int] = field(default_factory=dict)
+    nets: dict[str, tuple[int, float]] = field(default_factory=dict)  # name -> (params, GMAC of its forward)
 
     def to_json(self) -> dict:
         return {"params": self.params, "gmac": self.gmac, "deploy_params": self.deploy_params,
@@ -39,28 +39,67 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def count_gmac(fn: Callable[[], object]) -> float:
-    """Multiply-accumulates (×1e9) of the convolutions and matrix products run by ``fn``."""
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops() / 2 / 1e9
+def _matmul_flops(a: torch.Tensor, b: torch.Tensor) -> int:
+    """2 FLOPs per multiply-accumulate; a sparse left operand costs its non-zeros only (PAMR's CSR product)."""
+    if a.layout == torch.sparse_csr:
+        return 2 * a._nnz() * b.shape[-1]
+    return 2 * a.shape[0] * a.shape[1] * b.shape[1]
+
+
+def _mm(a: torch.Tensor, b: torch.Tensor, *args, **kwargs) -> int:
+    return _matmul_flops(a, b)
+
+
+def _addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *args, **kwargs) -> int:
+    return _matmul_flops(a, b)
+
+
+_mm._get_raw = True  # type: ignore[attr-defined]  # FlopCounterMode passes tensors, not shapes
+_addmm._get_raw = True  # type: ignore[attr-defined]
+
+
+def count_gmac(fn: Callable[[], object], parts: dict[str, nn.Module] | None = None) -> tuple[float, dict[str, float]]:
+    """Multiply-accumulates (×1e9) of the convolutions and matrix products run by ``fn``, in total and per part.
+
+    A part's share is the counter's growth between entering and leaving its ``forward`` (parts are not nested).
+    """
+    aten = torch.ops.aten
+    shares: dict[str, float] = {name: 0.0 for name in parts or {}}
+    with FlopCounterMode(display=False, custom_mapping={aten.mm: _mm, aten.addmm: _addmm}) as counter:
+        handles, start = [], {}
+        for name, module in (parts or {}).items():
+            handles.append(module.register_forward_pre_hook(
+                lambda m, a, name=name: start.__setitem__(name, counter.get_total_flops())))
+            handles.append(module.register_forward_hook(
+                lambda m, a, o, name=name: shares.__setitem__(
+                    name, shares[name] + counter.get_total_flops() - start[name])))
+        try:
+            fn()
+        finally:
+            for h in handles:
+                h.remove()
+    return counter.get_total_flops() / 2e9, {k: v / 2e9 for k, v in shares.items()}
+
+
+TRAIN_BATCH = 2  # BatchNorm in training mode needs more than one value per channel (ASPP image pooling)
 
 
 def _synthetic_batch(views: tuple[str, ...], size: int, num_classes: int, device: torch.device) -> dict:
+    n = TRAIN_BATCH
     batch: dict = {}
     for v in views:
         if v in ("image", "dark"):
-            batch[v] = torch.rand(1, 3, size, size, device=device) if device.type != "meta" else \
-                torch.empty(1, 3, size, size, device=device)
+            batch[v] = torch.rand(n, 3, size, size, device=device) if device.type != "meta" else \
+                torch.empty(n, 3, size, size, device=device)
         elif v == "depth":
-            batch[v] = torch.zeros(1, 1, size, size, device=device)
+            batch[v] = torch.zeros(n, 1, size, size, device=device)
         elif v == "labels":
-            labels = torch.zeros(1, num_classes - 1, device=device)
+            labels = torch.zeros(n, num_classes - 1, device=device)
             if device.type != "meta":
-                labels[0, 0] = 1
+                labels[:, 0] = 1
             batch[v] = labels
         elif v == "mask":
-            batch[v] = torch.zeros(1, size, size, dtype=torch.long, device=device)
+            batch[v] = torch.zeros(n, size, size, dtype=torch.long, device=device)
     return batch
 
 
@@ -72,11 +111,11 @@ def _deploy(cfg: ExperimentConfig, size: int, device: torch.device) -> tuple[int
     x = torch.empty(1, 3, size, size, device=device)
     depth = torch.zeros(1, 1, size, size, device=device) if getattr(model, "uses_depth", False) else None
     with torch.no_grad():
-        gmac = count_gmac(lambda: model(x, depth) if depth is not None else model(x))
+        gmac, _ = count_gmac(lambda: model(x, depth) if depth is not None else model(x))
     return count_params(model), gmac
 
 
-def _training(cfg: ExperimentConfig, size: int, device: torch.device) -> tuple[int, float, dict[str, int]]:
+def _training(cfg: ExperimentConfig, size: int, device: torch.device) -> tuple[int, float, dict[str, tuple[int, float]]]:
     with device:
         method = build_method(cfg, load_external=False)
     method.nets.train()
@@ -87,13 +126,13 @@ def _training(cfg: ExperimentConfig, size: int, device: torch.device) -> tuple[i
         for phase in method.phases():
             method.training_step(phase, batch, iteration=10**9, ctx=ctx)
 
-    gmac = count_gmac(step)
-    nets = {name: count_params(net) for name, net in method.nets.items()}
-    return sum(nets.values()), gmac, nets
+    gmac, shares = count_gmac(step, dict(method.nets.items()))
+    nets = {name: (count_params(net), shares[name] / TRAIN_BATCH) for name, net in method.nets.items()}
+    return sum(p for p, _ in nets.values()), gmac / TRAIN_BATCH, nets
 
 
 def profile(cfg: ExperimentConfig, size: int) -> ProfileReport:
-    """Profile the deployed network and one training step (batch 1, all losses active) at ``size``×``size``."""
+    """Profile the deployed network and one training step (per image, all losses active) at ``size``×``size``."""
     results = []
     for fn in (_deploy, _training):
         try:

@@ -125,6 +125,10 @@ def evaluate_config(
     """Evaluate the deployed model of a config on a split."""
     device, env = setup_runtime(cfg)
     model = load_deployed(cfg, weights, device)
-    dataset = build_dataset(cfg.data, split, eval_views(model, input_view_of(cfg)), EvalTransform())
+    data = cfg.eval.data or cfg.data
+    if tuple(class_names(data)) != tuple(class_names(cfg.data)):
+        raise ConfigError(f"eval.data: classes {class_names(data)} differ from the training classes; "
+                          "use a class_map that makes them agree")
+    dataset = build_dataset(data, split, eval_views(model, input_view_of(cfg)), EvalTransform())
     return evaluate(model, dataset, input_view_of(cfg), cfg.eval.inference, device, env,
                     num_workers=cfg.data.num_workers, on_error=cfg.data.on_error, progress=progress)

@@ -19,7 +19,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from darkseg.distill import DistillLevelConfig, MultiLevelDistiller
 from darkseg.errors import ConfigError
@@ -28,7 +28,7 @@ from darkseg.methods.ssss import PseudoLabelConfig, SSSSConfig, SSSSLosses
 from darkseg.methods.wsss_losses import clean_masks
 from darkseg.models.factory import ModelConfig, build_segmenter
 from darkseg.models.weights import load_into, read_weights
-from darkseg.schema import StrictModel
+from darkseg.schema import AmpMode, StrictModel
 
 LEVELS = ("mask", "layer6", "layer3")
 
@@ -38,7 +38,7 @@ class TeacherConfig(StrictModel):
 
     weights: str | None = Field(None, description="trained teacher weights (e.g. <teacher run>/model_final.safetensors)")
     model: ModelConfig | None = Field(None, description="teacher architecture; default: the student's without depth")
-    amp: Literal["off", "bf16", "fp16"] = Field("bf16", description="autocast of the teacher forward (fp16: CUDA)")
+    amp: AmpMode = Field("bf16", description="autocast of the teacher forward (fp16: CUDA)")
     clean_masks: bool = Field(True, description="zero the teacher's masks of classes absent from the image labels")
 
 
@@ -58,6 +58,12 @@ class DGKDConfig(StrictModel):
         default_factory=lambda: {name: DistillLevelConfig() for name in LEVELS}
     )
     seed: int = Field(1, description="seed of the frozen random teacher heads (faithful configs)")
+
+    @field_validator("levels", mode="before")
+    @classmethod
+    def _drop_disabled(cls, value: object) -> object:
+        """``level: null`` disables a level inherited from a base config (ablations)."""
+        return {k: v for k, v in value.items() if v is not None} if isinstance(value, dict) else value
 
 
 def _autocast(mode: str, device: torch.device) -> contextlib.AbstractContextManager:

@@ -1,13 +1,15 @@
 """Pixel-adaptive mask refinement (PAMR) of SSSS (Araslanov & Roth, CVPR 2020), as coded in the reference.
 
-Replicate padding is a clamp of coordinates, so the image and each mask iterate are padded once by the largest
-dilation and every neighbour is a shifted view of that padded tensor. The (B, 48, H, W) weights are computed once;
-each iteration accumulates the 48 weighted shifted views in place, a few images at a time so that the working set
-stays cache resident. No (B, C, 48, H, W) neighbour tensor is ever formed.
+Replicate padding is a clamp of coordinates. The (B, 48, H, W) affinity weights are computed once from shifted views
+of the padded image; each propagation step is then one sparse × dense product (a CSR matrix with 48 non-zeros per
+pixel times the (B·H·W, C) masks). No (B, C, 48, H, W) neighbour tensor is ever formed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -15,9 +17,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from darkseg.errors import ConfigError
-
-# Mask elements (images x channels x pixels) refined together; ~4 MB of float32 keeps the iterate in cache.
-_BLOCK_ELEMENTS = 1 << 20
 
 
 def neighbour_offsets(dilations: Sequence[int]) -> list[tuple[int, int]]:
@@ -53,23 +52,42 @@ def pamr_weights(image: Tensor, dilations: Sequence[int]) -> Tensor:
     return torch.softmax(logits.neg_(), dim=1)
 
 
+@functools.lru_cache(maxsize=8)
+def _neighbour_columns(batch: int, height: int, width: int, dilations: tuple[int, ...]) -> Tensor:
+    """Flat indices (B·H·W·48,) of every pixel's clamped neighbours in a batch, row-major per pixel (int32)."""
+    ys = torch.arange(height).view(height, 1)
+    xs = torch.arange(width).view(1, width)
+    cols = torch.stack(
+        [((ys + dy).clamp(0, height - 1) * width + (xs + dx).clamp(0, width - 1)).reshape(-1)
+         for dy, dx in neighbour_offsets(dilations)],
+        dim=1,
+    )
+    offsets = torch.arange(batch).view(batch, 1, 1) * (height * width)
+    return (cols.unsqueeze(0) + offsets).reshape(-1).to(torch.int32)
+
+
 def pamr_propagate(weights: Tensor, mask: Tensor, dilations: Sequence[int], num_iter: int) -> Tensor:
-    """num_iter steps of M_c(i) <- sum_j w(i, j) M_c(j) over replicate-padded neighbours, SSSS PAMR (ssss.md §3.5)."""
+    """num_iter steps of M_c(i) <- sum_j w(i, j) M_c(j) over replicate-padded neighbours, SSSS PAMR (ssss.md §3.5).
+
+    One step is a sparse (48 non-zeros per row) × dense product: the weights form a block-diagonal CSR matrix over
+    the B·H·W pixels (clamped indices = replicate padding) and the masks a (B·H·W, C) matrix. Measured against 48
+    shifted ``addcmul_`` per step (benchmarks/bench_pamr.py): 3.5× faster at 24×24 (B=16, C=9), 1.3× at 321×321.
+    """
+    if mask.device.type == "meta":  # shape inference (e.g. `darkseg profile`): no sparse kernels on meta tensors
+        return torch.empty_like(mask)
     batch, channels, height, width = mask.shape
-    offsets = neighbour_offsets(dilations)
-    pad = max(dilations)
-    step = max(1, _BLOCK_ELEMENTS // (channels * height * width))
-    blocks = []
-    for start in range(0, batch, step):
-        m, w = mask[start : start + step], weights[start : start + step]
-        for _ in range(num_iter):
-            padded = F.pad(m, [pad] * 4, mode="replicate")
-            out = w[:, :1] * _shift(padded, pad, offsets[0], (height, width))
-            for j in range(1, len(offsets)):
-                out.addcmul_(w[:, j : j + 1], _shift(padded, pad, offsets[j], (height, width)))
-            m = out
-        blocks.append(m)
-    return torch.cat(blocks)
+    n = batch * height * width
+    k = len(neighbour_offsets(dilations))
+    cols = _neighbour_columns(batch, height, width, tuple(dilations)).to(mask.device)
+    crow = torch.arange(0, n * k + 1, k, dtype=torch.int32, device=mask.device)
+    values = weights.permute(0, 2, 3, 1).reshape(-1).to(mask.dtype)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        operator = torch.sparse_csr_tensor(crow, cols, values, size=(n, n), check_invariants=False)
+    x = mask.permute(0, 2, 3, 1).reshape(n, channels)
+    for _ in range(num_iter):
+        x = operator @ x
+    return x.view(batch, height, width, channels).permute(0, 3, 1, 2).contiguous()
 
 
 class PAMR(nn.Module):
@@ -96,8 +114,13 @@ class PAMR(nn.Module):
         image, refined = image.to(torch.promote_types(image.dtype, torch.float32)), mask.to(dtype)
         if refined.shape[-2:] != image.shape[-2:]:
             refined = F.interpolate(refined, size=image.shape[-2:], mode="bilinear", align_corners=True)
-        weights = pamr_weights(image, self.dilations).to(dtype)
-        return pamr_propagate(weights, refined, self.dilations, self.num_iter).to(mask.dtype)
+        no_autocast = (
+            torch.autocast(image.device.type, enabled=False)  # float32 even inside a bf16/fp16 training step
+            if torch.amp.is_autocast_available(image.device.type) else contextlib.nullcontext()
+        )
+        with no_autocast:
+            weights = pamr_weights(image, self.dilations).to(dtype)
+            return pamr_propagate(weights, refined, self.dilations, self.num_iter).to(mask.dtype)
 
     def extra_repr(self) -> str:
         return f"num_iter={self.num_iter}, dilations={self.dilations}"

@@ -1,0 +1,1 @@
+"""``darkseg reproduce``: a paper's tables trained, evaluated and reported from one command."""

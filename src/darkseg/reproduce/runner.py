@@ -1,0 +1,127 @@
+"""Runs a reproduce suite: trains each (column, seed) once, reuses finished runs, resumes interrupted ones."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from darkseg.config import ExperimentConfig, load_config
+from darkseg.engine.distributed import barrier, is_main_process
+from darkseg.engine.profile import profile
+from darkseg.engine.runner import evaluate_config, train
+from darkseg.errors import ConfigError
+from darkseg.reproduce.suites import Run, Suite
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "eval_metrics.json"
+
+
+@dataclass
+class RunResult:
+    """One trained and evaluated (run, seed)."""
+
+    key: str
+    seed: int
+    run_dir: Path
+    metrics: dict
+    params: int
+    gmac: float
+    input_view: str
+
+
+@dataclass
+class Plan:
+    """Everything a suite needs: where the configs and outputs are, seeds, overrides."""
+
+    suite: Suite
+    configs: Path
+    out: Path
+    seeds: tuple[int, ...]
+    quick: bool
+    overrides: list[str] = field(default_factory=list)
+    split: str | None = None
+
+    def run_dir(self, run: Run, seed: int) -> Path:
+        return self.out / "runs" / run.key / f"seed{seed}"
+
+    def config(self, run: Run, seed: int) -> ExperimentConfig:
+        path = self.configs / run.config
+        if not path.is_file():
+            raise ConfigError(f"{path}: config of reproduce run {run.key!r} not found; pass --configs DIR")
+        teacher = self.run_dir(self.suite.columns[0], seed) / "model_final.safetensors"
+        overrides = [f"seed={seed}", f"output_dir={self.run_dir(run, seed)}"]
+        if run.needs_teacher:
+            overrides.append(f"method.teacher.weights={teacher}")
+        if self.quick:
+            overrides += list(self.suite.quick)
+        return load_config(path, overrides + self.overrides)
+
+
+class Progress:
+    """Console progress of the whole suite: which run, how many left, and an ETA from the runs trained so far."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.trained, self.spent = total, 0, 0, 0.0
+        self.t0 = time.perf_counter()
+
+    def start(self, what: str) -> None:
+        eta = f", ETA ≤ {_fmt(self.spent / self.trained * (self.total - self.done))}" if self.trained else ""
+        print(f"[{self.done + 1}/{self.total}] {what} (elapsed {_fmt(time.perf_counter() - self.t0)}{eta})",
+              flush=True)
+
+    def finish(self, seconds: float, trained: bool) -> None:
+        self.done += 1
+        if trained:
+            self.trained += 1
+            self.spent += seconds
+
+
+def _fmt(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def run_one(plan: Plan, run: Run, seed: int, progress: Progress) -> RunResult:
+    """Train (or reuse) one run and evaluate it on its column's split (the normal or the dark test images)."""
+    cfg = plan.config(run, seed)
+    run_dir = plan.run_dir(run, seed)
+    split = plan.split or cfg.eval.split
+    metrics_path = run_dir / METRICS_FILE
+    progress.start(f"{run.key} seed {seed}: {run.config}")
+    t0 = time.perf_counter()
+    trained = False
+    if not (run_dir / "model_final.safetensors").is_file():
+        result = train(cfg, resume=True)
+        if not result.completed:
+            raise KeyboardInterrupt
+        trained = True
+    cached = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
+    if cached is None or cached.get("split") != split:
+        metrics = evaluate_config(cfg, None, split, progress=False).to_dict()
+        report = profile(cfg, cfg.data.augment.crop_size)
+        cached = {"split": split, **metrics, "params": report.deploy_params, "gmac": report.deploy_gmac,
+                  "gmac_size": cfg.data.augment.crop_size, "input_view": cfg.method.input}
+        if is_main_process():
+            metrics_path.write_text(json.dumps(cached, indent=2))
+        barrier()
+    progress.finish(time.perf_counter() - t0, trained)
+    print(f"    {run.key} seed {seed}: mIoU {cached['miou']:.2f}, PixAcc {cached['pixacc']:.2f} "
+          f"({cached['input_view']} {split})", flush=True)
+    return RunResult(run.key, seed, run_dir, cached, cached["params"], cached["gmac"], cached["input_view"])
+
+
+def run_plan(plan: Plan, runs: tuple[Run, ...]) -> dict[str, list[RunResult]]:
+    """Every run × seed, in an order that trains each seed's teacher before its students."""
+    teacher = plan.suite.columns[0]
+    ordered = (teacher,) + tuple(r for r in runs if r.key != teacher.key)
+    progress = Progress(len(ordered) * len(plan.seeds))
+    results: dict[str, list[RunResult]] = {r.key: [] for r in ordered}
+    for seed in plan.seeds:
+        for run in ordered:
+            results[run.key].append(run_one(plan, run, seed, progress))
+    return results

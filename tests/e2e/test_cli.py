@@ -1,0 +1,88 @@
+"""The CLI as a user drives it, on the tiny benchmark: train, eval, infer, cam, profile, bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from darkseg.cli import main
+from darkseg.config import load_config
+from darkseg.engine.runner import load_deployed
+
+TEACHER = "configs/dgkd_wlss/scenes_teacher.yaml"
+
+
+def test_help_lists_the_subcommands(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for cmd in ("train", "eval", "infer", "profile", "cam", "synth", "depth", "data", "reproduce"):
+        assert cmd in out
+
+
+def test_invalid_override_is_one_line_without_traceback():
+    proc = subprocess.run([sys.executable, "-m", "darkseg.cli", "train", TEACHER, "no.such.key=1"],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no" in lines[0] and "allowed keys" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_train_eval_infer_cam_profile(tmp_path, tiny, tiny_scenes, capsys):
+    run = tmp_path / "teacher"
+    assert main(["train", TEACHER, *tiny, f"output_dir={run}"]) == 0
+    for f in ("config.yaml", "model_final.safetensors", "model_best.safetensors", "train_log.csv", "val_log.csv"):
+        assert (run / f).is_file(), f
+    capsys.readouterr()
+    assert main(["eval", TEACHER, *tiny, f"output_dir={run}", "--split", "test", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert {"miou", "pixacc", "mean_acc", "per_class_iou"} <= metrics.keys() and metrics["split"] == "test"
+    assert len(metrics["per_class_iou"]) == 9
+    out = tmp_path / "pred"
+    assert main(["infer", TEACHER, *tiny, f"output_dir={run}", "-i", str(tiny_scenes / "JPEGImages"),
+                 "-o", str(out)]) == 0
+    n_images = len(list((tiny_scenes / "JPEGImages").iterdir()))
+    assert len(list(out.glob("*_overlay.jpg"))) == n_images and len(list(out.glob("*.png"))) == n_images
+    capsys.readouterr()
+    assert main(["cam", TEACHER, *tiny, f"output_dir={run}", "--split", "val", "--thresholds", "0.1:0.5:0.2",
+                 "--json"]) == 0
+    sweep = json.loads(capsys.readouterr().out)
+    assert list(sweep["miou_per_threshold"]) == ["0.10", "0.30", "0.50"]
+    assert main(["profile", TEACHER, "--size", "48", *tiny, "--json"]) == 0
+    prof = json.loads(capsys.readouterr().out)
+    assert set(prof) == {"params", "gmac", "deploy_params", "deploy_gmac"} and prof["params"] == prof["deploy_params"]
+
+
+def test_dgkd_dgf2_exports_only_the_deployed_student(tmp_path, tiny, capsys):
+    teacher = tmp_path / "teacher"
+    assert main(["train", TEACHER, *tiny, f"output_dir={teacher}"]) == 0
+    student = tmp_path / "dgkd"
+    assert main(["train", "configs/dgkd_wlss/scenes_dgkd_dgf2.yaml", *tiny, f"output_dir={student}",
+                 f"method.teacher.weights={teacher / 'model_final.safetensors'}"]) == 0
+    exported = load_file(student / "model_final.safetensors")
+    assert any(k.startswith("prior_net.") for k in exported)  # DGF2 is part of the deployed student
+    assert not any("refiner" in k or "denoiser" in k or "autoencoder" in k for k in exported)
+    capsys.readouterr()
+    assert main(["profile", "configs/dgkd_wlss/scenes_dgkd_dgf2.yaml", "--size", "48", *tiny, "--json"]) == 0
+    prof = json.loads(capsys.readouterr().out)
+    assert prof["params"] > prof["deploy_params"] and prof["gmac"] > prof["deploy_gmac"]
+    cfg = load_config("configs/dgkd_wlss/scenes_dgkd_dgf2.yaml", [*tiny, f"output_dir={student}"])
+    deployed = load_deployed(cfg, None, torch.device("cpu"))  # strict: the export holds exactly the student
+    assert prof["deploy_params"] == sum(p.numel() for p in deployed.parameters())
+
+
+def test_missing_teacher_and_bad_checkpoint_are_clear(tmp_path, tiny, capsys):
+    rc = main(["train", "configs/dgkd_wlss/scenes_dgkd.yaml", *tiny, f"output_dir={tmp_path}",
+               f"method.teacher.weights={tmp_path / 'nope.safetensors'}"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "nope.safetensors" in err and len(err.strip().splitlines()) == 1
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"garbage")
+    rc = main(["eval", TEACHER, *tiny, "--weights", str(bad)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "bad.safetensors" in err and len(err.strip().splitlines()) == 1
