@@ -37,6 +37,8 @@ def measure(config: str, device: str, threads: int, iters: int, warmup: int, ove
     torch.manual_seed(0)
     method = build_method(cfg, load_external=False)
     method.nets.to(dev).train()
+    if cfg.train.channels_last:
+        method.nets.to(memory_format=torch.channels_last)
     spec = method.optimizers()[0]
     opt = build_optimizer(build_param_groups(spec.named_parameters, spec.pretrained_prefixes, cfg.train.optim),
                           cfg.train.optim)
@@ -44,6 +46,9 @@ def measure(config: str, device: str, threads: int, iters: int, warmup: int, ove
     batch = _synthetic_batch(method.train_views(), crop, method.info.num_classes, dev)
     batch = {k: v[:1].expand(b, *v.shape[1:]).clone() if torch.is_tensor(v) else v for k, v in batch.items()}
     batch["labels"] = (torch.rand(b, method.info.num_classes - 1, device=dev) > 0.7).float()
+    if cfg.train.channels_last:
+        batch = {k: v.contiguous(memory_format=torch.channels_last) if torch.is_tensor(v) and v.ndim == 4 else v
+                 for k, v in batch.items()}
     scaler = torch.amp.GradScaler(dev.type, enabled=cfg.train.amp == "fp16")
     times = []
     for i in range(warmup + iters):

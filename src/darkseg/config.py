@@ -20,12 +20,12 @@ from darkseg.data.config import DataConfig
 from darkseg.methods.dgkd_wlss import DGKDConfig
 from darkseg.engine.config import EvalConfig, TrainConfig
 from darkseg.errors import ConfigError
-from darkseg.methods.cam import CAMConfig
-from darkseg.methods.ssss import SSSSConfig
+from darkseg.methods.cam import CAMMethodConfig
+from darkseg.methods.ssss import SSSSMethodConfig
 from darkseg.models.factory import ModelConfig
 from darkseg.schema import StrictModel
 
-MethodConfig = Annotated[Union[CAMConfig, SSSSConfig, DGKDConfig], Field(discriminator="name")]
+MethodConfig = Annotated[Union[CAMMethodConfig, SSSSMethodConfig, DGKDConfig], Field(discriminator="name")]
 
 
 class ExperimentConfig(StrictModel):

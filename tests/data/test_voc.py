@@ -171,3 +171,22 @@ def test_getitem_seeds(tmp_path: Path):
     assert (ds[1]["image"] == ds[(1, None)]["image"]).all() and (ds[-2]["image"] == ds[1]["image"]).all()
     with pytest.raises(IndexError):
         ds[3]
+
+
+class _RunsCode:
+    """A pickled object whose unpickling would call os.system."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned",))
+
+
+def test_cls_labels_file_cannot_run_code(tmp_path):
+    from darkseg.data.voc import read_cls_labels
+    from darkseg.errors import DataError
+
+    path = tmp_path / "cls_labels.npy"
+    np.save(path, np.array({"2007_000032": _RunsCode()}, dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match="not allowed in a label file"):
+        read_cls_labels(path, 20)

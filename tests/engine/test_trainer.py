@@ -89,3 +89,23 @@ def test_grad_clip_and_bf16_autocast_run(tmp_path):
     assert res.completed
     rows = list(csv.DictReader((tmp_path / "train_log.csv").open()))
     assert float(rows[-1]["grad_norm"]) >= 0
+
+
+def test_several_optimisers_stepped_in_phases(tmp_path):
+    from toy import TwoPhaseMethod
+
+    torch.manual_seed(0)
+    method = TwoPhaseMethod()
+    before = {n: [p.clone() for p in method.nets[n].parameters()] for n in ("gen", "disc")}
+    cfg = TrainConfig(iterations=3, log_every=1, ckpt_every=0, progress=False, optim={"lr": 0.1},
+                      extra_optim={"gen": {"lr": 0.1}, "disc": {"name": "adamw", "lr": 0.01}})
+    data = ToyDataset()
+    trainer = Trainer(method, cfg, tmp_path, torch.device("cpu"), DistEnv(),
+                      lambda start: train_stream(data, 4, 0, start, 0, "raise"), batch_size=4)
+    assert isinstance(trainer.optimizers["disc"], torch.optim.AdamW)
+    trainer.fit()
+    assert method.calls == ["gen", "disc"] * 3
+    for n in ("gen", "disc"):
+        assert any(not torch.equal(a, b) for a, b in zip(before[n], method.nets[n].parameters())), n
+    rows = list(csv.DictReader((tmp_path / "train_log.csv").open()))
+    assert {"gen/loss/adv", "disc/loss/d", "disc/lr"} <= rows[0].keys()

@@ -94,3 +94,36 @@ def ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     torch.save({k: v.clone() for k, v in state.items()}, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.barrier()
     dist.destroy_process_group()
+
+
+class TwoPhaseMethod(Method):
+    """A generator/discriminator-style method: two optimisers stepped in turn, sharing the iteration's ``ctx``."""
+
+    name = "toy2"
+    deploy_net = "gen"
+
+    def __init__(self) -> None:
+        super().__init__(cfg=None, info=DatasetInfo(("bg", "fg"), (0.5,) * 3, (0.25,) * 3))
+        self.nets["gen"] = nn.Conv2d(3, 3, 3, padding=1)
+        self.nets["disc"] = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                          nn.Linear(4, 1))
+        self.calls: list[str] = []
+
+    def train_views(self):
+        return ("image", "labels")
+
+    def optimizers(self):
+        from darkseg.methods.base import OptimizerSpec
+
+        return [OptimizerSpec(n, [(f"{n}.{k}", p) for k, p in self.nets[n].named_parameters()]) for n in ("gen", "disc")]
+
+    def training_step(self, phase, batch, iteration, ctx):
+        self.calls.append(phase)
+        bce = nn.functional.binary_cross_entropy_with_logits
+        if phase == "gen":
+            fake = self.nets["gen"](batch["image"])
+            ctx["fake"] = fake.detach()
+            logit = self.nets["disc"](fake)
+            return StepOutput(losses={"adv": bce(logit, torch.ones_like(logit))})
+        real, fake = self.nets["disc"](batch["image"]), self.nets["disc"](ctx["fake"])
+        return StepOutput(losses={"d": bce(real, torch.ones_like(real)) + bce(fake, torch.zeros_like(fake))})

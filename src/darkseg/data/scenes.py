@@ -43,6 +43,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -50,10 +51,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from darkseg.data import scenes_render as R
+from darkseg.data.io import write_palette_png
 from darkseg.errors import DataError
 from darkseg.schema import StrictModel
-
-from darkseg.data import scenes_render as R
 
 SCENES_VERSION = 1
 SCENES_CLASSES: tuple[str, ...] = ("background",) + tuple(spec[0] for spec in R.CLASS_SPECS)
@@ -102,23 +103,14 @@ def default_darkener(preset: str) -> Darkener:
 def darkener_name(darken: Darkener) -> str:
     """A name recorded in ``scenes.json`` so that a cache made by another darkener is regenerated."""
     obj = darken if callable(darken) and hasattr(darken, "__qualname__") else type(darken)
-    return f"{obj.__module__}.{obj.__qualname__}"
+    name = f"{obj.__module__}.{obj.__qualname__}"
+    if obj.__module__.startswith("darkseg.lowlight"):
+        from darkseg.lowlight import PIPELINE_VERSION
+
+        name += f"@v{PIPELINE_VERSION}"
+    return name
 
 
-def voc_palette() -> list[int]:
-    """The PASCAL VOC colour map (256 RGB triplets, flattened) used for the palette masks."""
-    pal = []
-    for i in range(256):
-        rgb, c = [0, 0, 0], i
-        for j in range(8):
-            for k in range(3):
-                rgb[k] |= ((c >> k) & 1) << (7 - j)
-            c >>= 3
-        pal += rgb
-    return pal
-
-
-_PALETTE = voc_palette()
 _SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "pair_train": 3, "pair_val": 4}
 _CHUNK = 16  # images per job: fixed, so the darkener sees the same batches whatever the number of workers
 _WORKER: dict[str, Any] = {}
@@ -143,11 +135,7 @@ def _write_rgb(path: Path, rgb: np.ndarray) -> None:
 
 
 def _write_mask(path: Path, mask: np.ndarray) -> None:
-    from PIL import Image
-
-    img = Image.fromarray(mask, mode="P")
-    img.putpalette(_PALETTE)
-    img.save(path)
+    write_palette_png(path, mask)
 
 
 def _write_depth(path: Path, inv_depth: np.ndarray) -> None:
@@ -350,7 +338,8 @@ def generate_scenes(
         results: Iterator[tuple[int, _Stats, dict[str, list[int]]]] = map(_run_job, jobs)
     else:
         results = _pool_map(jobs, workers, (out, cfg, darken, True))
-    with tqdm(total=sum(_split_sizes(cfg).values()), desc="scenes", unit="img", disable=not progress) as bar:
+    with tqdm(total=sum(_split_sizes(cfg).values()), desc="scenes", unit="img", disable=not progress,
+              mininterval=0.5 if sys.stderr.isatty() else 30.0) as bar:
         for n, job_stats, job_shifts in results:
             stats.merge(job_stats)
             shifts.update(job_shifts)

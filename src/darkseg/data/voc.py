@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,11 +41,38 @@ def class_map_lut(mapping: dict[int, int], num_source: int) -> np.ndarray:
     return lut
 
 
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles NumPy arrays, dtypes and scalars only: a label file cannot run code when it is read."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+    }
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a label file")
+        return super().find_class(module, name)
+
+
+def _load_pickled_npy(path: Path) -> object:
+    """The object stored by ``np.save(path, obj)`` (an object array), read with :class:`_ArrayUnpickler`."""
+    with open(path, "rb") as f:
+        major, _ = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        _, _, dtype = read_header(f)
+        if not dtype.hasobject:
+            raise ValueError("not a pickled object array")
+        array = _ArrayUnpickler(f).load()
+    return array.item() if isinstance(array, np.ndarray) and array.shape == () else array
+
+
 def read_cls_labels(path: Path, num_labels: int) -> dict[str, np.ndarray]:
     """A ``cls_labels.npy``-style dict id -> (C-1,) vector; int-encoded ids (2007000032) and strings both work."""
     try:
-        table = np.load(path, allow_pickle=True).item()
-    except Exception as err:  # missing file, not a pickled dict, corrupt file
+        table = _load_pickled_npy(path)
+    except Exception as err:  # missing file, not a pickled dict, corrupt file, forbidden pickle content
         raise DataError(f"{path}: cannot read image-level labels ({err}); expected np.save of a dict id -> vector")
     if not isinstance(table, dict) or not table:
         raise DataError(f"{path}: expected a non-empty dict id -> {num_labels}-d label vector")

@@ -71,6 +71,10 @@ def train(cfg: ExperimentConfig, resume: bool = False, stop_at: int | None = Non
     device, env = setup_runtime(cfg)
     run_dir = cfg.run_dir()
     method = build_method(cfg)
+    minimum = getattr(method.deploy_model(), "min_input_size", 1)
+    if cfg.data.augment.crop_size < minimum:
+        raise ConfigError(f"data.augment.crop_size: {cfg.data.augment.crop_size} is smaller than the {minimum} pixels "
+                          "this model needs (its output stride); use a larger crop")
     transform = PairedTransform(cfg.data.augment, cfg.data.mean, cfg.data.std)
     train_set = build_dataset(cfg.data, cfg.data.train_split, method.train_views(), transform)
     deploy = method.deploy_model()

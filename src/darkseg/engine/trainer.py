@@ -90,6 +90,11 @@ class Trainer:
         self._saved_at = -1
 
         method.nets.to(device)
+        if cfg.channels_last and device.type == "cpu":
+            # Measured: oneDNN's AVX-512 1x1-convolution weight gradient segfaults on channels-last tensors with
+            # 2 threads (torch 2.13 CPU); channels-last is a GPU optimisation anyway.
+            raise DarksegError("train.channels_last: not supported on CPU (oneDNN crashes in the backward pass); "
+                               "use it on CUDA only")
         if cfg.channels_last:
             method.nets.to(memory_format=torch.channels_last)
         specs = method.optimizers()

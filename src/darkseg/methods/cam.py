@@ -12,7 +12,7 @@ from darkseg.models.factory import build_segmenter
 from darkseg.schema import StrictModel
 
 
-class CAMConfig(StrictModel):
+class CAMMethodConfig(StrictModel):
     """The CAM baseline learns only from image labels."""
 
     name: Literal["cam"] = "cam"
@@ -24,12 +24,12 @@ class CAMMethod(Method):
     """Image-label classification; segmentation comes from class activation maps (SSSS's "CAM baseline")."""
 
     name = "cam"
-    Config = CAMConfig
+    Config = CAMMethodConfig
     deploy_net = "model"
 
     def __init__(self, cfg, info: DatasetInfo, load_external: bool = True) -> None:  # noqa: ANN001
         super().__init__(cfg, info)
-        self.mcfg: CAMConfig = cfg.method
+        self.mcfg: CAMMethodConfig = cfg.method
         self.model = build_segmenter(cfg.model, info.num_classes, info.mean, info.std, load_pretrained=load_external)
         self.nets["model"] = self.model
 

@@ -24,7 +24,7 @@ from pydantic import Field, field_validator
 from darkseg.distill import DistillLevelConfig, MultiLevelDistiller
 from darkseg.errors import ConfigError
 from darkseg.methods.base import METHODS, DatasetInfo, Method, StepOutput
-from darkseg.methods.ssss import PseudoLabelConfig, SSSSConfig, SSSSLosses
+from darkseg.methods.ssss import PseudoLabelConfig, SSSSMethodConfig, SSSSLosses
 from darkseg.methods.wsss_losses import clean_masks
 from darkseg.models.factory import ModelConfig, build_segmenter
 from darkseg.models.weights import load_into, read_weights
@@ -100,7 +100,7 @@ class DGKDMethod(Method):
         self.nets["teacher"] = self.teacher
         self.nets["distill"] = self.distiller
         self.external_nets = {"teacher"}
-        self.ssss = SSSSLosses(SSSSConfig(mask_loss_weight=m.mask_loss_weight, mask_loss_start=m.mask_loss_start,
+        self.ssss = SSSSLosses(SSSSMethodConfig(mask_loss_weight=m.mask_loss_weight, mask_loss_start=m.mask_loss_start,
                                           pseudo=m.pseudo))
 
     def train_views(self) -> tuple[str, ...]:

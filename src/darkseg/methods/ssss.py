@@ -29,7 +29,7 @@ class PseudoLabelConfig(StrictModel):
     image_gate: bool = True
 
 
-class SSSSConfig(StrictModel):
+class SSSSMethodConfig(StrictModel):
     """SSSS training: which view it learns from, and when/how much the mask loss counts."""
 
     name: Literal["ssss"] = "ssss"
@@ -42,7 +42,7 @@ class SSSSConfig(StrictModel):
 class SSSSLosses:
     """L_cls and L_seg of an SSSS network's outputs; shared with the methods that extend SSSS."""
 
-    def __init__(self, cfg: SSSSConfig) -> None:
+    def __init__(self, cfg: SSSSMethodConfig) -> None:
         self.cfg = cfg
         self.pamr = PAMR(num_iter=cfg.pseudo.pamr_iters, dilations=cfg.pseudo.pamr_dilations)
 
@@ -72,12 +72,12 @@ class SSSSMethod(Method):
     """One SSSS network trained on ``input`` (normal or dark images) from image-level labels."""
 
     name = "ssss"
-    Config = SSSSConfig
+    Config = SSSSMethodConfig
     deploy_net = "model"
 
     def __init__(self, cfg, info: DatasetInfo, load_external: bool = True) -> None:  # noqa: ANN001
         super().__init__(cfg, info)
-        self.mcfg: SSSSConfig = cfg.method
+        self.mcfg: SSSSMethodConfig = cfg.method
         self.model = build_segmenter(cfg.model, info.num_classes, info.mean, info.std, load_pretrained=load_external)
         self.nets["model"] = self.model
         self.losses = SSSSLosses(self.mcfg)

@@ -172,14 +172,14 @@ def _read_csv(path: Path, column: str) -> tuple[list[int], list[float]]:
 
 
 def curves_figure(results: dict[str, list[RunResult]], labels: dict[str, str], out: Path) -> Path:
-    """Training loss and validation mIoU against iterations (first seed of every run)."""
+    """Classification loss (common to every column) and validation mIoU against iterations (first seed)."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
     for key, runs in results.items():
-        it, loss = _read_csv(runs[0].run_dir / "train_log.csv", "loss/total")
+        it, loss = _read_csv(runs[0].run_dir / "train_log.csv", "loss/cls")
         a.plot(it, loss, label=labels.get(key, key), lw=1)
         it, miou = _read_csv(runs[0].run_dir / "val_log.csv", "miou")
         b.plot(it, miou, marker="o", ms=3, label=labels.get(key, key), lw=1)
-    a.set(xlabel="iteration", ylabel="training loss (total)", yscale="log")
+    a.set(xlabel="iteration", ylabel="classification loss L_cls")
     b.set(xlabel="iteration", ylabel="val mIoU (%)")
     a.legend(fontsize=7)
     fig.tight_layout()

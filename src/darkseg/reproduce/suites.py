@@ -80,7 +80,7 @@ ABLATIONS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
 DEPTH_ROWS = {"depth_anything": "depth-anything-small", "depth_zoedepth": "zoedepth", "depth_midas": "dpt-midas"}
 
 SUITES: dict[str, Suite] = {
-    "scenes": Suite("scenes", "scenes", quick=("train.iterations=600", "train.val_every=0"), default_seeds=(0, 1, 2)),
+    "scenes": Suite("scenes", "scenes", quick=("train.iterations=700", "train.val_every=0"), default_seeds=(0, 1, 2)),
     "voc": Suite("voc", "voc", needs_data_root=True),
     "lis": Suite("lis", "lis", needs_data_root=True),
     "voc-lis": Suite("voc-lis", "voc_lis", needs_data_root=True),
