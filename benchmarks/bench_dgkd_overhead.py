@@ -26,10 +26,10 @@ def measure(config: str, device: str, threads: int, iters: int, warmup: int, ove
     import torch
 
     from darkseg.config import load_config
+    from darkseg.engine.optim import build_optimizer, build_param_groups
     from darkseg.engine.profile import _synthetic_batch
     from darkseg.engine.runner import build_method
     from darkseg.engine.trainer import autocast_context
-    from darkseg.engine.optim import build_optimizer, build_param_groups
 
     torch.set_num_threads(threads)
     cfg = load_config(config, overrides + [f"train.device={device}"])

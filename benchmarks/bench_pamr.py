@@ -87,8 +87,9 @@ def main() -> None:
             image = torch.rand(args.batch, 3, size, size, generator=g)
             mask = torch.softmax(torch.randn(args.batch, args.classes, size, size, generator=g), dim=1)
             diff = (pamr(image, mask) - straightforward_pamr(image, mask)).abs().max().item()
-            fast = _median_seconds(lambda: pamr(image, mask), args.calls, args.warmup)
-            ref = _median_seconds(lambda: straightforward_pamr(image, mask), args.ref_calls, min(args.warmup, 1))
+            fast = _median_seconds(lambda image=image, mask=mask: pamr(image, mask), args.calls, args.warmup)
+            ref = _median_seconds(lambda image=image, mask=mask: straightforward_pamr(image, mask), args.ref_calls,
+                                  min(args.warmup, 1))
             print(
                 f"{size}x{size}: darkseg {fast * 1e3:.1f} ms (median of {args.calls}), "
                 f"straightforward {ref * 1e3:.1f} ms (median of {args.ref_calls}), "

@@ -17,10 +17,10 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from darkseg.data.config import DataConfig
-from darkseg.methods.dgkd_wlss import DGKDConfig
 from darkseg.engine.config import EvalConfig, TrainConfig
 from darkseg.errors import ConfigError
 from darkseg.methods.cam import CAMMethodConfig
+from darkseg.methods.dgkd_wlss import DGKDConfig
 from darkseg.methods.ssss import SSSSMethodConfig
 from darkseg.models.factory import ModelConfig
 from darkseg.schema import StrictModel

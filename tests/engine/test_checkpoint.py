@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from torch import nn
 
 from darkseg.engine import checkpoint as ckpt
 from darkseg.errors import CheckpointError

@@ -4,7 +4,6 @@ import socket
 
 import torch
 import torch.multiprocessing as mp
-
 from toy import ddp_worker
 
 

@@ -5,7 +5,12 @@ import torch
 from torch import nn
 
 from darkseg.engine.optim import (
-    IterationScheduler, OptimConfig, ScheduleConfig, build_optimizer, build_param_groups, lr_factor,
+    IterationScheduler,
+    OptimConfig,
+    ScheduleConfig,
+    build_optimizer,
+    build_param_groups,
+    lr_factor,
 )
 
 

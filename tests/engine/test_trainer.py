@@ -4,14 +4,13 @@ import csv
 
 import pytest
 import torch
+from toy import ToyDataset, ToyMethod
 
 from darkseg.data.loader import train_stream
 from darkseg.engine import checkpoint as ckpt
 from darkseg.engine.config import TrainConfig
 from darkseg.engine.distributed import DistEnv
 from darkseg.engine.trainer import NonFiniteLossError, Trainer
-
-from toy import ToyDataset, ToyMethod
 
 
 def make_trainer(run_dir, iterations=12, workers=0, nan_at=None, **train):

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path,
                         help="exported weights or checkpoint dir (default: <run>/model_final.safetensors)")
     parser.add_argument("--depth", type=Path,
-                        help="folder of depth maps (<stem>.png, <stem>_depth.png or <stem>.npy) for depth-guided models")
+                        help="depth maps (<stem>.png, <stem>_depth.png or <stem>.npy) for depth-guided models")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -73,7 +72,9 @@ def read_cls_labels(path: Path, num_labels: int) -> dict[str, np.ndarray]:
     try:
         table = _load_pickled_npy(path)
     except Exception as err:  # missing file, not a pickled dict, corrupt file, forbidden pickle content
-        raise DataError(f"{path}: cannot read image-level labels ({err}); expected np.save of a dict id -> vector")
+        raise DataError(
+            f"{path}: cannot read image-level labels ({err}); expected np.save of a dict id -> vector"
+        ) from None
     if not isinstance(table, dict) or not table:
         raise DataError(f"{path}: expected a non-empty dict id -> {num_labels}-d label vector")
     out: dict[str, np.ndarray] = {}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from darkseg.errors import DataError
+from darkseg.fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +65,6 @@ def encode_png16(depth: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _read_rgb(path: Path) -> np.ndarray | None:
     """8-bit RGB in stored pixel order (EXIF orientation ignored, like PIL), or None if unreadable."""
     img = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
@@ -86,8 +75,8 @@ def _write(depth: np.ndarray, out: Path, npy: bool) -> None:
     if npy:
         buf = io.BytesIO()
         np.save(buf, depth.astype(np.float32))
-        atomic_write(out.with_suffix(".npy"), buf.getvalue())
-    atomic_write(out, encode_png16(depth))
+        atomic_write_bytes(out.with_suffix(".npy"), buf.getvalue())
+    atomic_write_bytes(out, encode_png16(depth))
 
 
 def _read_ahead(

@@ -6,7 +6,6 @@ flattened to rows = B·H·W pixels, columns = C channels; 2-D inputs (N, C) are 
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

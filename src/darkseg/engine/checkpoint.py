@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import save_file
 
 from darkseg.errors import CheckpointError
+from darkseg.fileio import atomic_write_bytes
 from darkseg.models.weights import read_weights
 
 log = logging.getLogger(__name__)
@@ -22,15 +23,6 @@ WEIGHTS = "model.safetensors"
 STATE = "trainer.pt"
 META = "meta.json"
 LAST_POINTER = "last.txt"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def tensors_for_saving(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -85,7 +77,7 @@ def save_checkpoint(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if update_last:
-        _atomic_write_text(ckpt_dir / LAST_POINTER, name + "\n")
+        atomic_write_bytes(ckpt_dir / LAST_POINTER, (name + "\n").encode(), fsync=True)
     if keep_last:
         _prune(ckpt_dir, keep_last, protect={name})
     return ckpt_dir / name

@@ -18,7 +18,7 @@ def _versions(x: torch.Tensor, scales: list[float], flip: bool, mode: str) -> li
     out = []
     for s in scales:
         size = (max(1, round(h * s)), max(1, round(w * s)))
-        y = x if size == (h, w) else F.interpolate(x, size=size, mode=mode, align_corners=False if mode != "nearest" else None)
+        y = x if size == (h, w) else F.interpolate(x, size=size, mode=mode, align_corners=False)
         out.append((y, False))
         if flip:
             out.append((y.flip(-1), True))

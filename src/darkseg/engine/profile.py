@@ -115,7 +115,9 @@ def _deploy(cfg: ExperimentConfig, size: int, device: torch.device) -> tuple[int
     return count_params(model), gmac
 
 
-def _training(cfg: ExperimentConfig, size: int, device: torch.device) -> tuple[int, float, dict[str, tuple[int, float]]]:
+def _training(
+    cfg: ExperimentConfig, size: int, device: torch.device
+) -> tuple[int, float, dict[str, tuple[int, float]]]:
     with device:
         method = build_method(cfg, load_external=False)
     method.nets.train()

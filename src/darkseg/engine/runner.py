@@ -21,8 +21,8 @@ from darkseg.engine.distributed import DistEnv, init_distributed, resolve_device
 from darkseg.engine.evaluator import evaluate
 from darkseg.engine.trainer import Trainer, TrainResult
 from darkseg.errors import CheckpointError, ConfigError
-from darkseg.methods.catalog import METHODS
 from darkseg.methods.base import DatasetInfo, Method
+from darkseg.methods.catalog import METHODS
 from darkseg.metrics import SegMetrics
 from darkseg.models.factory import build_segmenter
 from darkseg.models.weights import load_into, read_weights
@@ -91,7 +91,7 @@ def train(cfg: ExperimentConfig, resume: bool = False, stop_at: int | None = Non
         return evaluate(model, val_set, method.input_view(), cfg.eval.inference, device, env,
                         num_workers=cfg.data.num_workers, on_error=cfg.data.on_error, progress=False)
 
-    trainer = Trainer(method, cfg.train, run_dir, device, env, batches, cfg.data.batch_size, validate, cfg.to_yaml())
+    trainer = Trainer(method, cfg.train, run_dir, device, env, batches, cfg.data.batch_size, validate)
     result = trainer.fit(resume=resume, stop_at=stop_at)
     if result.completed and env.is_main:
         (run_dir / "train_summary.json").write_text(

@@ -78,10 +78,9 @@ class Trainer:
         batches: BatchStream,
         batch_size: int,
         validate: Validator | None = None,
-        config_text: str = "",
     ) -> None:
         self.method, self.cfg, self.run_dir, self.device, self.env = method, cfg, run_dir, device, env
-        self.batches, self.batch_size, self.validate, self.config_text = batches, batch_size, validate, config_text
+        self.batches, self.batch_size, self.validate = batches, batch_size, validate
         self.ckpt_dir = run_dir / "checkpoints"
         self.iteration = 0
         self.best: dict[str, Any] | None = None

@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 from darkseg.errors import DataError
+from darkseg.fileio import atomic_write_bytes
 from darkseg.lowlight.config import LowLightConfig
-from darkseg.lowlight.imageio import read_image, write_atomic
+from darkseg.lowlight.imageio import read_image
 from darkseg.lowlight.params import image_seed
 from darkseg.lowlight.synthesizer import LowLightSynthesizer
 
@@ -47,5 +48,5 @@ def write_preview(image: Path, out: Path, cfg: LowLightConfig, seed: int) -> dic
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(grid[:, :, ::-1]))
     if not ok:
         raise DataError(f"cannot encode the preview of {image}")
-    write_atomic(out, buf.tobytes())
+    atomic_write_bytes(out, buf.tobytes())
     return trace.params[0]

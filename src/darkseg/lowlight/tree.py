@@ -16,8 +16,9 @@ import torch
 from tqdm import tqdm
 
 from darkseg.errors import DataError
+from darkseg.fileio import atomic_write_bytes
 from darkseg.lowlight.config import LowLightConfig
-from darkseg.lowlight.imageio import FORMATS, encode_image, read_image, write_atomic
+from darkseg.lowlight.imageio import FORMATS, encode_image, read_image
 from darkseg.lowlight.params import image_seed
 from darkseg.lowlight.synthesizer import LowLightSynthesizer
 
@@ -86,7 +87,7 @@ def _check_settings(dst: Path, record: str) -> None:
     path = dst / CONFIG_FILE
     if path.is_file() and path.read_text() != record:
         raise DataError(f"{path} records a different seed or config; use a new DST, or delete DST to start over")
-    write_atomic(path, record.encode())
+    atomic_write_bytes(path, record.encode())
 
 
 _worker_synth: LowLightSynthesizer | None = None
@@ -109,7 +110,7 @@ def _process(job: _Job, synth: LowLightSynthesizer | None = None) -> tuple[_Job,
         return job, None, str(err)
     x = torch.from_numpy(img.rgb).permute(2, 0, 1)[None].contiguous()
     dark = synth(x, [job.seed])[0].permute(1, 2, 0).numpy()
-    write_atomic(job.dst, encode_image(dark, img, job.src.suffix))
+    atomic_write_bytes(job.dst, encode_image(dark, img, job.src.suffix))
     return job, img.note, None
 
 
@@ -185,4 +186,4 @@ def _write_params(dst: Path, cfg: LowLightConfig, seed: int, images: list[tuple[
             continue
         s = image_seed(seed, image_id)
         lines.append(json.dumps({"path": rel, "id": image_id, "seed": s, **synth.sample([s])[0]}) + "\n")
-    write_atomic(dst / PARAMS_FILE, "".join(lines).encode())
+    atomic_write_bytes(dst / PARAMS_FILE, "".join(lines).encode())

@@ -24,7 +24,7 @@ from pydantic import Field, field_validator
 from darkseg.distill import DistillLevelConfig, MultiLevelDistiller
 from darkseg.errors import ConfigError
 from darkseg.methods.base import METHODS, DatasetInfo, Method, StepOutput
-from darkseg.methods.ssss import PseudoLabelConfig, SSSSMethodConfig, SSSSLosses
+from darkseg.methods.ssss import PseudoLabelConfig, SSSSLosses, SSSSMethodConfig
 from darkseg.methods.wsss_losses import clean_masks
 from darkseg.models.factory import ModelConfig, build_segmenter
 from darkseg.models.weights import load_into, read_weights
@@ -36,7 +36,7 @@ LEVELS = ("mask", "layer6", "layer3")
 class TeacherConfig(StrictModel):
     """The frozen normal-light teacher: its weights, architecture and inference precision."""
 
-    weights: str | None = Field(None, description="trained teacher weights (e.g. <teacher run>/model_final.safetensors)")
+    weights: str | None = Field(None, description="trained teacher weights, e.g. <teacher run>/model_final.safetensors")
     model: ModelConfig | None = Field(None, description="teacher architecture; default: the student's without depth")
     amp: AmpMode = Field("bf16", description="autocast of the teacher forward (fp16: CUDA)")
     clean_masks: bool = Field(True, description="zero the teacher's masks of classes absent from the image labels")

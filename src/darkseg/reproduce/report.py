@@ -216,7 +216,7 @@ def write_report(
           "paper, VOC: 0.84).", "",
           "mIoU/PixAcc are mean ± std over seeds on each column's evaluation split (teacher: normal-light test "
           "images; students: dark test images). Params/GMAC are the deployed network at the training crop size.", ""]
-    for name, (title, res) in ablations.items():
+    for title, res in ablations.values():
         rows = summarise(res)
         md += [f"## {title}", "", *_table([(labels.get(k, k), rows[k]) for k in rows], rows.get("baseline")), ""]
     md += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures]
