@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import re
 import sys
@@ -58,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
             args.overrides += extra
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Under torchrun only rank 0 reports progress; other ranks keep warnings and errors.
+    quiet_rank = int(os.environ.get("RANK", "0")) != 0
+    logging.basicConfig(level=logging.WARNING if quiet_rank else logging.INFO, format="%(message)s")
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

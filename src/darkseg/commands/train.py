@@ -21,10 +21,13 @@ def run(args: argparse.Namespace) -> int:
     cfg = load(args)
     if cfg is None:
         return 0
+    from darkseg.engine.distributed import is_main_process
     from darkseg.engine.runner import train
 
     result = train(cfg, resume=args.resume, stop_at=args.stop_at)
     run_dir = cfg.run_dir()
+    if not is_main_process():
+        return 0
     if not result.completed:
         print(f"stopped at iteration {result.iteration}; continue with: darkseg train {args.config} "
               f"{' '.join(args.overrides)} --resume".replace("  ", " "))
