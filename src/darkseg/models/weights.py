@@ -103,7 +103,11 @@ def read_weights(path: str | Path) -> dict[str, Tensor]:
     except CheckpointError:
         raise
     except Exception as err:  # unreadable / corrupt file: one line naming it
-        raise CheckpointError(f"{path}: cannot read weights ({type(err).__name__}: {err})".splitlines()[0]) from err
+        reason = f"{type(err).__name__}: {err}".splitlines()[0]
+        raise CheckpointError(
+            f"{path}: cannot read weights ({reason}); expected a .safetensors file, a torch state dict "
+            "(.pth/.pt) or an MXNet .params file"
+        ) from err
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
             obj = obj[wrapper]
