@@ -23,3 +23,9 @@ def test_reproduce_quick_writes_results_and_reuses_runs(tmp_path, tiny, capsys):
     assert main(args) == 0  # every run is reused: nothing is trained again
     printed = capsys.readouterr().out
     assert "starting from scratch" not in printed and "gap recovered" in printed
+
+    # a finished run is only reused for the config that made it; a changed config is refused, not silently reused
+    changed = [a if a != "train.iterations=2" else "train.iterations=3" for a in args]
+    assert main(changed) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "config.yaml: this run was started with a different config" in err

@@ -95,6 +95,10 @@ def run_one(plan: Plan, run: Run, seed: int, progress: Progress) -> RunResult:
     progress.start(f"{run.key} seed {seed}: {run.config}")
     t0 = time.perf_counter()
     trained = False
+    saved = run_dir / "config.yaml"
+    if saved.is_file() and saved.read_text() != cfg.to_yaml():
+        raise ConfigError(f"{saved}: this run was started with a different config than {run.config} gives now; "
+                          "delete its folder to retrain it, or write the suite to another --out")
     if not (run_dir / "model_final.safetensors").is_file():
         result = train(cfg, resume=True)
         if not result.completed:
