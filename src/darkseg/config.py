@@ -25,7 +25,7 @@ from darkseg.methods.ssss import SSSSMethodConfig
 from darkseg.models.factory import ModelConfig
 from darkseg.schema import StrictModel
 
-MethodConfig = Annotated[CAMMethodConfig | SSSSMethodConfig | DGKDConfig, Field(discriminator="name")]
+MethodConfig = Annotated[Union[CAMMethodConfig, SSSSMethodConfig, DGKDConfig], Field(discriminator="name")]
 
 
 class ExperimentConfig(StrictModel):

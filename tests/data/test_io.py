@@ -7,15 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from darkseg.data.io import (
-    VOC_CLASSES,
-    VOC_PALETTE,
-    find_file,
-    read_depth,
-    read_image,
-    read_mask,
-    write_palette_png,
-)
+from darkseg.data.io import VOC_CLASSES, VOC_PALETTE, find_file, read_depth, read_image, read_mask, write_palette_png
 from darkseg.errors import DataError
 
 

@@ -5,12 +5,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from darkseg.data.transforms import (
-    AugmentConfig,
-    EvalTransform,
-    JitterConfig,
-    PairedTransform,
-)
+from darkseg.data.transforms import AugmentConfig, EvalTransform, JitterConfig, PairedTransform
 
 H, W = 48, 64
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

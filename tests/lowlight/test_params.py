@@ -9,12 +9,7 @@ import pytest
 from scipy import stats
 
 from darkseg.lowlight import LowLightConfig, image_seed, sample_params
-from darkseg.lowlight.params import (
-    SRGB_TO_XYZ,
-    XYZ_TO_CAMS,
-    rgb_to_camera,
-    truncated_normal,
-)
+from darkseg.lowlight.params import SRGB_TO_XYZ, XYZ_TO_CAMS, rgb_to_camera, truncated_normal
 
 N = 10_000
 

@@ -12,13 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from darkseg.errors import CheckpointError
-from darkseg.models import (
-    SSSSConfig,
-    WideResNet38Config,
-    build_segmenter,
-    load_pretrained_backbone,
-    read_mxnet_params,
-)
+from darkseg.models import SSSSConfig, WideResNet38Config, build_segmenter, load_pretrained_backbone, read_mxnet_params
 from darkseg.models.backbones import ResNet, WideResNet38
 
 TINY = dict(width=0.125, blocks=(2, 1, 1, 2, 1, 1))

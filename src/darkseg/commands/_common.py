@@ -12,7 +12,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 
-def load(args: argparse.Namespace):
+def load(args: argparse.Namespace):  # noqa: ANN201 - returns ExperimentConfig (imported lazily)
     """The validated config; ``None`` after printing it when ``--print-config`` was given."""
     from darkseg.config import load_config
 

@@ -42,12 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from darkseg.data.registry import build_dataset
     from darkseg.data.transforms import EvalTransform
     from darkseg.engine.cam_sweep import sweep
-    from darkseg.engine.runner import (
-        eval_views,
-        input_view_of,
-        load_deployed,
-        setup_runtime,
-    )
+    from darkseg.engine.runner import eval_views, input_view_of, load_deployed, setup_runtime
 
     thresholds = _thresholds(args.thresholds)
     device, _ = setup_runtime(cfg)

@@ -48,12 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from darkseg.data.scenes import (
-        ScenesConfig,
-        ensure_scenes,
-        generate_scenes,
-        read_meta,
-    )
+    from darkseg.data.scenes import ScenesConfig, ensure_scenes, generate_scenes, read_meta
     from darkseg.errors import ConfigError
 
     fields = [field for field, _, _ in _OPTIONS.values()] + ["ignore_edges"]

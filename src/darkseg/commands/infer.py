@@ -55,13 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
     from tqdm import tqdm
 
-    from darkseg.data.io import (
-        VOC_PALETTE,
-        find_file,
-        read_depth,
-        read_image,
-        write_palette_png,
-    )
+    from darkseg.data.io import VOC_PALETTE, find_file, read_depth, read_image, write_palette_png
     from darkseg.engine.inference import labels_from_probs, predict_probs
     from darkseg.engine.runner import load_deployed, setup_runtime
 

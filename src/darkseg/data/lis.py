@@ -17,12 +17,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from darkseg.data.base import (
-    SegmentationDataset,
-    Transform,
-    check_same_size,
-    labels_from_mask,
-)
+from darkseg.data.base import SegmentationDataset, Transform, check_same_size, labels_from_mask
 from darkseg.data.io import find_file, read_image, read_mask, write_palette_png
 from darkseg.errors import ConfigError, DataError
 

@@ -62,7 +62,7 @@ class CaptureErrors(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, item):
+    def __getitem__(self, item):  # noqa: ANN001 - int or (index, seed)
         try:
             return self.dataset[item]
         except DataError as err:

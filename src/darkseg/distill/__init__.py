@@ -2,12 +2,7 @@
 
 from darkseg.distill.denoiser import DiffusionDenoiser
 from darkseg.distill.diffusion import DDIMSampler, ddim_timesteps, make_scheduler
-from darkseg.distill.level import (
-    DiffusionRefiner,
-    DistillLevel,
-    DistillLevelConfig,
-    MultiLevelDistiller,
-)
+from darkseg.distill.level import DiffusionRefiner, DistillLevel, DistillLevelConfig, MultiLevelDistiller
 from darkseg.distill.losses import dist_loss, kd_distance, kl_loss, mse_loss
 
 __all__ = [

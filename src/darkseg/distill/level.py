@@ -10,13 +10,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import (
-    Field,
-    NonNegativeFloat,
-    PositiveFloat,
-    PositiveInt,
-    model_validator,
-)
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 from torch import Tensor, nn
 
 from darkseg.distill.denoiser import DiffusionDenoiser, conv_bn

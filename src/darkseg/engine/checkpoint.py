@@ -108,7 +108,7 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     weights = read_weights(path / WEIGHTS)
     try:
         state = torch.load(path / STATE, map_location="cpu", weights_only=True)
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001
         raise CheckpointError(f"{path / STATE}: unreadable trainer state ({err.__class__.__name__})") from None
     meta = json.loads((path / META).read_text())
     return weights, state, meta

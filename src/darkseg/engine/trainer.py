@@ -20,12 +20,7 @@ from darkseg.engine import checkpoint as ckpt
 from darkseg.engine.config import TrainConfig
 from darkseg.engine.distributed import DistEnv, broadcast_flag, unwrap, wrap_ddp
 from darkseg.engine.logging import RunLogger
-from darkseg.engine.optim import (
-    IterationScheduler,
-    OptimConfig,
-    build_optimizer,
-    build_param_groups,
-)
+from darkseg.engine.optim import IterationScheduler, OptimConfig, build_optimizer, build_param_groups
 from darkseg.errors import DarksegError, DataError
 from darkseg.methods.base import Method
 from darkseg.metrics import SegMetrics

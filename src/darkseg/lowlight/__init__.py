@@ -3,7 +3,7 @@
 PIPELINE_VERSION = 1
 """Bumped whenever the synthesis of a given (config, seed) changes; caches made with another version are stale."""
 
-from darkseg.lowlight.config import LowLightConfig
+from darkseg.lowlight.config import LowLightConfig  # noqa: E402
 from darkseg.lowlight.params import image_seed, sample_params
 from darkseg.lowlight.presets import PRESETS
 from darkseg.lowlight.synthesizer import LowLightSynthesizer, LowLightTrace

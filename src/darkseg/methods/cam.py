@@ -27,7 +27,7 @@ class CAMMethod(Method):
     Config = CAMMethodConfig
     deploy_net = "model"
 
-    def __init__(self, cfg, info: DatasetInfo, load_external: bool = True) -> None:
+    def __init__(self, cfg, info: DatasetInfo, load_external: bool = True) -> None:  # noqa: ANN001
         super().__init__(cfg, info)
         self.mcfg: CAMMethodConfig = cfg.method
         self.model = build_segmenter(cfg.model, info.num_classes, info.mean, info.std, load_pretrained=load_external)

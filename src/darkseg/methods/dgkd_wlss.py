@@ -80,7 +80,7 @@ class DGKDMethod(Method):
     Config = DGKDConfig
     deploy_net = "student"
 
-    def __init__(self, cfg, info: DatasetInfo, load_external: bool = True) -> None:
+    def __init__(self, cfg, info: DatasetInfo, load_external: bool = True) -> None:  # noqa: ANN001
         super().__init__(cfg, info)
         m: DGKDConfig = cfg.method
         self.mcfg = m

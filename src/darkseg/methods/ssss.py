@@ -12,12 +12,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from darkseg.methods.base import METHODS, DatasetInfo, Method, StepOutput
-from darkseg.methods.wsss_losses import (
-    balanced_ce,
-    classification_loss,
-    clean_masks,
-    pseudo_labels,
-)
+from darkseg.methods.wsss_losses import balanced_ce, classification_loss, clean_masks, pseudo_labels
 from darkseg.models.factory import build_segmenter
 from darkseg.models.ops.pamr import PAMR
 from darkseg.schema import StrictModel
@@ -80,7 +75,7 @@ class SSSSMethod(Method):
     Config = SSSSMethodConfig
     deploy_net = "model"
 
-    def __init__(self, cfg, info: DatasetInfo, load_external: bool = True) -> None:
+    def __init__(self, cfg, info: DatasetInfo, load_external: bool = True) -> None:  # noqa: ANN001
         super().__init__(cfg, info)
         self.mcfg: SSSSMethodConfig = cfg.method
         self.model = build_segmenter(cfg.model, info.num_classes, info.mean, info.std, load_pretrained=load_external)

@@ -10,13 +10,7 @@ from darkseg.models.factory import (
     build_backbone,
     build_segmenter,
 )
-from darkseg.models.weights import (
-    LoadReport,
-    load_into,
-    load_pretrained_backbone,
-    read_mxnet_params,
-    read_weights,
-)
+from darkseg.models.weights import LoadReport, load_into, load_pretrained_backbone, read_mxnet_params, read_weights
 
 __all__ = [
     "BackboneConfig",

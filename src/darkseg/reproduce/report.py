@@ -11,18 +11,18 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-import numpy as np
-import torch
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
-from darkseg.data.io import VOC_PALETTE
-from darkseg.data.registry import build_dataset
-from darkseg.data.transforms import EvalTransform
-from darkseg.engine.cam_sweep import class_maps
-from darkseg.engine.inference import labels_from_probs, predict_probs
-from darkseg.engine.runner import load_deployed
-from darkseg.reproduce.runner import Plan, RunResult
-from darkseg.reproduce.suites import Run
+from darkseg.data.io import VOC_PALETTE  # noqa: E402
+from darkseg.data.registry import build_dataset  # noqa: E402
+from darkseg.data.transforms import EvalTransform  # noqa: E402
+from darkseg.engine.cam_sweep import class_maps  # noqa: E402
+from darkseg.engine.inference import labels_from_probs, predict_probs  # noqa: E402
+from darkseg.engine.runner import load_deployed  # noqa: E402
+from darkseg.reproduce.runner import Plan, RunResult  # noqa: E402
+from darkseg.reproduce.suites import Run  # noqa: E402
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
