@@ -54,6 +54,7 @@ from pydantic import Field
 from darkseg.data import scenes_render as R
 from darkseg.data.io import write_palette_png
 from darkseg.errors import DataError
+from darkseg.fileio import atomic_write_bytes
 from darkseg.schema import StrictModel
 
 SCENES_VERSION = 1
@@ -134,10 +135,6 @@ def _write_rgb(path: Path, rgb: np.ndarray) -> None:
         raise DataError(f"cannot write {path}; check the folder is writable")
 
 
-def _write_mask(path: Path, mask: np.ndarray) -> None:
-    write_palette_png(path, mask)
-
-
 def _write_depth(path: Path, inv_depth: np.ndarray) -> None:
     import cv2
 
@@ -188,7 +185,7 @@ class _Stats:
 def _save_labels(root: Path, image_id: str, mask: np.ndarray, inv_depth: np.ndarray, stats: _Stats, view: str) -> None:
     """Write the mask and depth of one image and count its classes."""
     mask, labels, counts = _finalise(mask, mask.shape[0])
-    _write_mask(root / "SegmentationClassAug" / f"{image_id}.png", mask)
+    write_palette_png(root / "SegmentationClassAug" / f"{image_id}.png", mask)
     _write_depth(root / "depth" / f"{image_id}.png", inv_depth)
     stats.add(view, labels, counts)
 
@@ -272,7 +269,7 @@ def _prepare(out: Path) -> None:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
 
 
 def _marker_text(meta_path: Path) -> str:

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import save_file
 
 from darkseg.errors import CheckpointError
-from darkseg.fileio import atomic_write_bytes
+from darkseg.fileio import atomic_write, atomic_write_bytes
 from darkseg.models.weights import read_weights
 
 log = logging.getLogger(__name__)
@@ -32,15 +32,8 @@ def tensors_for_saving(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 def save_weights(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Write a safetensors file atomically (temporary file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors_for_saving(state), tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    tensors = tensors_for_saving(state)
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def prefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

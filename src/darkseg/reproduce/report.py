@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import statistics
@@ -63,6 +64,14 @@ def _table(rows: list[tuple[str, dict]], baseline: dict | None) -> list[str]:
     return lines
 
 
+def _save(fig: plt.Figure, path: Path) -> Path:
+    """Lay out, write at the report's resolution and release one figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _colour(label: np.ndarray) -> np.ndarray:
     return VOC_PALETTE[label]
 
@@ -74,6 +83,12 @@ def _display(img: torch.Tensor, brighten: bool = False) -> np.ndarray:
     return (np.clip(x, 0, 1) * 255).astype(np.uint8)
 
 
+def _pick(dataset, min_labels: int, n: int) -> list[int]:
+    """The first ``n`` samples with at least ``min_labels`` image labels (reads only as far as it needs)."""
+    hits = (i for i in range(len(dataset)) if dataset[i]["labels"].sum() >= min_labels)
+    return list(itertools.islice(hits, n))
+
+
 def qualitative_figure(plan: Plan, columns: tuple[Run, ...], out: Path, n: int = 6) -> Path:
     """Fig. 5-style grid on test images: dark input, depth, baseline, +DGKD, +DGKD+DGF2, ground truth."""
     keys = ["baseline", "dgkd", "dgkd_dgf2"]
@@ -81,10 +96,11 @@ def qualitative_figure(plan: Plan, columns: tuple[Run, ...], out: Path, n: int =
     seed = plan.seeds[0]
     cfg = plan.config(runs["dgkd_dgf2"], seed)
     device = torch.device("cpu")
-    models = {k: load_deployed(plan.config(runs[k], seed), None, device) for k in keys}
+    cfgs = {k: plan.config(runs[k], seed) for k in keys}
+    models = {k: load_deployed(cfgs[k], None, device) for k in keys}
     dataset = build_dataset(cfg.eval.data or cfg.data, plan.split or cfg.eval.split,
                             ("dark", "depth", "mask", "labels"), EvalTransform())
-    picks = [i for i in range(len(dataset)) if dataset[i]["labels"].sum() >= 2][:n] or list(range(n))
+    picks = _pick(dataset, 2, n) or list(range(n))
     headers = ["dark input (brightened)", "depth", "baseline", "+DGKD", "+DGKD+DGF2", "ground truth"]
     fig, axes = plt.subplots(len(picks), len(headers), figsize=(2 * len(headers), 2 * len(picks)), squeeze=False)
     for row, i in enumerate(picks):
@@ -92,7 +108,7 @@ def qualitative_figure(plan: Plan, columns: tuple[Run, ...], out: Path, n: int =
         panels = [_display(s["dark"], brighten=True), (s["depth"][0].numpy() * 255).astype(np.uint8)]
         for k in keys:
             model = models[k]
-            inf = plan.config(runs[k], seed).eval.inference
+            inf = cfgs[k].eval.inference
             depth = s["depth"][None] if getattr(model, "uses_depth", False) else None
             probs = predict_probs(model, s["dark"][None], inf, depth=depth)
             panels.append(_colour(labels_from_probs(probs, s["dark"][None], inf)[0].numpy()))
@@ -104,11 +120,7 @@ def qualitative_figure(plan: Plan, columns: tuple[Run, ...], out: Path, n: int =
             ax.set_xticks([]), ax.set_yticks([])
             if row == 0:
                 ax.set_title(headers[col], fontsize=8)
-    fig.tight_layout()
-    path = out / "qualitative.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "qualitative.png")
 
 
 def cam_figure(plan: Plan, columns: tuple[Run, ...], out: Path, n: int = 4) -> Path:
@@ -121,7 +133,7 @@ def cam_figure(plan: Plan, columns: tuple[Run, ...], out: Path, n: int = 4) -> P
     dataset = build_dataset(cfg.eval.data or cfg.data, plan.split or cfg.eval.split,
                             ("image", "dark", "depth", "mask", "labels"), EvalTransform())
     models = {k: load_deployed(plan.config(runs[k], seed), None, torch.device("cpu")) for k, _, _ in spec}
-    picks = [i for i in range(len(dataset)) if dataset[i]["labels"].sum() >= 1][:n]
+    picks = _pick(dataset, 1, n)
     fig, axes = plt.subplots(len(picks), 1 + len(spec), figsize=(2 * (1 + len(spec)), 2 * len(picks)), squeeze=False)
     for row, i in enumerate(picks):
         s = dataset[i]
@@ -137,11 +149,7 @@ def cam_figure(plan: Plan, columns: tuple[Run, ...], out: Path, n: int = 4) -> P
         axes[row][0].set_title("normal image" if row == 0 else "", fontsize=8)
         for ax in axes[row]:
             ax.set_xticks([]), ax.set_yticks([])
-    fig.tight_layout()
-    path = out / "cams.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "cams.png")
 
 
 def per_class_figure(summary: dict[str, dict], labels: dict[str, str], out: Path) -> Path:
@@ -157,11 +165,7 @@ def per_class_figure(summary: dict[str, dict], labels: dict[str, str], out: Path
     ax.set_xticks(x, classes, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("IoU (%)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "per_class_iou.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "per_class_iou.png")
 
 
 def _read_csv(path: Path, column: str) -> tuple[list[int], list[float]]:
@@ -182,11 +186,7 @@ def curves_figure(results: dict[str, list[RunResult]], labels: dict[str, str], o
     a.set(xlabel="iteration", ylabel="classification loss L_cls")
     b.set(xlabel="iteration", ylabel="val mIoU (%)")
     a.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "curves.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "curves.png")
 
 
 def write_report(

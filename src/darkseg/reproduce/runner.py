@@ -13,6 +13,7 @@ from darkseg.engine.distributed import barrier, is_main_process
 from darkseg.engine.profile import profile
 from darkseg.engine.runner import evaluate_config, train
 from darkseg.errors import ConfigError
+from darkseg.fileio import atomic_write_bytes
 from darkseg.reproduce.suites import Run, Suite
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def run_one(plan: Plan, run: Run, seed: int, progress: Progress) -> RunResult:
         cached = {"split": split, **metrics, "params": report.deploy_params, "gmac": report.deploy_gmac,
                   "gmac_size": cfg.data.augment.crop_size, "input_view": cfg.method.input}
         if is_main_process():
-            metrics_path.write_text(json.dumps(cached, indent=2))
+            atomic_write_bytes(metrics_path, json.dumps(cached, indent=2).encode())  # a reused cache
         barrier()
     progress.finish(time.perf_counter() - t0, trained)
     print(f"    {run.key} seed {seed}: mIoU {cached['miou']:.2f}, PixAcc {cached['pixacc']:.2f} "

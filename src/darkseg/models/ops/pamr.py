@@ -53,8 +53,13 @@ def pamr_weights(image: Tensor, dilations: Sequence[int]) -> Tensor:
 
 
 @functools.lru_cache(maxsize=8)
-def _neighbour_columns(batch: int, height: int, width: int, dilations: tuple[int, ...]) -> Tensor:
-    """Flat indices (B·H·W·48,) of every pixel's clamped neighbours in a batch, row-major per pixel (int32)."""
+def _neighbour_columns(
+    batch: int, height: int, width: int, dilations: tuple[int, ...], device: torch.device
+) -> Tensor:
+    """Flat indices (B·H·W·48,) of every pixel's clamped neighbours in a batch, row-major per pixel (int32).
+
+    Cached per device, so a CUDA training step does not copy the indices to the GPU on every call.
+    """
     ys = torch.arange(height).view(height, 1)
     xs = torch.arange(width).view(1, width)
     cols = torch.stack(
@@ -63,7 +68,7 @@ def _neighbour_columns(batch: int, height: int, width: int, dilations: tuple[int
         dim=1,
     )
     offsets = torch.arange(batch).view(batch, 1, 1) * (height * width)
-    return (cols.unsqueeze(0) + offsets).reshape(-1).to(torch.int32)
+    return (cols.unsqueeze(0) + offsets).reshape(-1).to(device=device, dtype=torch.int32)
 
 
 def pamr_propagate(weights: Tensor, mask: Tensor, dilations: Sequence[int], num_iter: int) -> Tensor:
@@ -78,7 +83,7 @@ def pamr_propagate(weights: Tensor, mask: Tensor, dilations: Sequence[int], num_
     batch, channels, height, width = mask.shape
     n = batch * height * width
     k = len(neighbour_offsets(dilations))
-    cols = _neighbour_columns(batch, height, width, tuple(dilations)).to(mask.device)
+    cols = _neighbour_columns(batch, height, width, tuple(dilations), mask.device)
     crow = torch.arange(0, n * k + 1, k, dtype=torch.int32, device=mask.device)
     values = weights.permute(0, 2, 3, 1).reshape(-1).to(mask.dtype)
     with warnings.catch_warnings():
