@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from darkseg.distill.denoiser import DiffusionDenoiser
-from darkseg.distill.diffusion import DDIMSampler, ddim_timesteps, make_scheduler
+from darkseg.distill.diffusion import DDIMSampler, ddim_timesteps, make_scheduler, randn_like
 
 # closed form of the linear schedule, Eq. (3) of DGKD-WLSS: ᾱ_t = Π_{s<=t} (1 − β_s), β linear 1e-4 → 0.02
 ALPHA_BAR = np.cumprod(1.0 - np.linspace(1e-4, 0.02, 1000))
@@ -70,6 +70,25 @@ def test_denoise_matches_hand_written_ddim(steps):
         out, ref = sampler.denoise(x, net), _hand_ddim(x, net, sampler.timesteps, stride)
     # diffusers stores ᾱ in float32 (relative error up to 3.6e-7 against the float64 closed form)
     torch.testing.assert_close(out, ref, rtol=1e-6, atol=5e-6)
+
+
+@pytest.mark.parametrize(("steps", "start"), [(5, None), (4, 600), (1, 250), (6, None)])
+def test_step_coefficients_reproduce_diffusers_step(steps, start):
+    """The fused update a_t·x + b_t·ε̂ equals DDIMScheduler.step (η = 0, no clipping) at every timestep."""
+    sampler = DDIMSampler(steps, start)
+    gen = torch.Generator().manual_seed(1)
+    for t, (a, b) in zip(sampler.timesteps, sampler.coefficients, strict=True):
+        x, eps = torch.randn(2, 3, 4, 4, generator=gen), torch.randn(2, 3, 4, 4, generator=gen)
+        expected = sampler.scheduler.step(eps, t, x, eta=0.0).prev_sample
+        torch.testing.assert_close(a * x + b * eps, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_randn_like_keeps_layout_and_statistics():
+    x = torch.zeros(8, 6, 20, 20).contiguous(memory_format=torch.channels_last)
+    noise = randn_like(x)
+    assert noise.shape == x.shape and noise.is_contiguous(memory_format=torch.channels_last)
+    assert abs(noise.mean().item()) < 0.02 and abs(noise.std().item() - 1) < 0.02
+    assert randn_like(torch.zeros(2, 3)).shape == (2, 3)
 
 
 def test_gradients_flow_through_every_step_into_input_and_denoiser():

@@ -86,3 +86,20 @@ def test_missing_teacher_and_bad_checkpoint_are_clear(tmp_path, tiny, capsys):
     rc = main(["eval", TEACHER, *tiny, "--weights", str(bad)])
     err = capsys.readouterr().err
     assert rc == 1 and "bad.safetensors" in err and len(err.strip().splitlines()) == 1
+
+
+def test_dgkd_resume_reaches_the_same_student(tmp_path, tiny):
+    """A DGKD run stopped and resumed ends with the weights of an uninterrupted run (denoising noise included)."""
+    teacher = tmp_path / "teacher"
+    assert main(["train", TEACHER, *tiny, f"output_dir={teacher}", "train.iterations=1", "train.val_every=0"]) == 0
+    args = [*tiny, f"method.teacher.weights={teacher / 'model_final.safetensors'}", "train.iterations=4",
+            "train.val_every=0", "train.ckpt_every=0"]
+    assert main(["train", "configs/dgkd_wlss/scenes_dgkd.yaml", *args, f"output_dir={tmp_path / 'full'}"]) == 0
+    part = [*args, f"output_dir={tmp_path / 'part'}"]
+    assert main(["train", "configs/dgkd_wlss/scenes_dgkd.yaml", *part, "--stop-at", "2"]) == 0
+    assert not (tmp_path / "part" / "model_final.safetensors").exists()
+    assert main(["train", "configs/dgkd_wlss/scenes_dgkd.yaml", *part, "--resume"]) == 0
+    full, resumed = (load_file(tmp_path / r / "model_final.safetensors") for r in ("full", "part"))
+    assert full.keys() == resumed.keys()
+    for k in full:
+        assert torch.equal(full[k], resumed[k]), k

@@ -6,6 +6,8 @@ Settings of diffkd.md §5 (identical to the official DGKD-WLSS / DiffKD schedule
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler
@@ -53,17 +55,45 @@ def ddim_timesteps(steps: int, start_timestep: int | None = None) -> tuple[int, 
     return candidates[0], [stride * k for k in reversed(range(steps))]
 
 
+def randn_like(x: Tensor) -> Tensor:
+    """``torch.randn_like`` that stays fast for channels-last tensors.
+
+    CPU ``normal_`` on a channels-last tensor is ~8× slower than on a contiguous one (8.2 vs 1.0 ms for
+    16×32×24×24, measured), so the noise is drawn in NHWC order and viewed as NCHW; same values, same layout.
+    """
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        b, c, h, w = x.shape
+        return torch.randn(b, h, w, c, dtype=x.dtype, device=x.device).permute(0, 3, 1, 2)
+    return torch.randn_like(x)
+
+
 class DDIMSampler:
     """Forward noising (Eq. 4), the noise-prediction loss (Eq. 5) and η = 0 DDIM denoising (Eq. 6) of DGKD-WLSS.
 
-    The timestep list is built once; timesteps stay Python ints so that the scheduler's CPU ``alphas_cumprod`` is
-    never indexed by a device tensor. Holds no parameters (not an ``nn.Module``).
+    The schedule (ᾱ_t, the timestep stride, ᾱ_prev = 1 after timestep 0) comes from diffusers' ``DDIMScheduler``.
+    Its η = 0 ``step`` is an affine map x_prev = a_t·x_t + b_t·ε̂ with scalar a_t, b_t; ``denoise`` applies that map
+    in two fused kernels instead of calling ``step`` (about 10 full-tensor kernels forward and as many backward per
+    step, which cost 6-9 ms of a 55 ms Layer-3 level on the 2-core CPU, measured); ``step_coefficients`` is tested
+    against ``DDIMScheduler.step``. Timesteps stay Python ints. Holds no parameters (not an ``nn.Module``).
     """
 
     def __init__(self, steps: int = 5, start_timestep: int | None = None) -> None:
         n, self.timesteps = ddim_timesteps(steps, start_timestep)
         self.scheduler = make_scheduler()
         self.scheduler.set_timesteps(n)
+        self.coefficients = [self.step_coefficients(t) for t in self.timesteps]
+
+    def step_coefficients(self, t: int) -> tuple[float, float]:
+        """(a_t, b_t) of the η = 0 DDIM step x_prev = a_t·x_t + b_t·ε̂ (Eq. 12 of DDIM with σ = 0; Eq. 6 of DGKD-WLSS).
+
+        x̂0 = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t and x_prev = √ᾱ_prev·x̂0 + √(1−ᾱ_prev)·ε̂, so a_t = √(ᾱ_prev/ᾱ_t) and
+        b_t = √(1−ᾱ_prev) − √(ᾱ_prev·(1−ᾱ_t)/ᾱ_t), with ᾱ and the previous timestep as ``DDIMScheduler.step`` takes them.
+        """
+        s = self.scheduler
+        prev = t - s.config.num_train_timesteps // s.num_inference_steps
+        alpha = float(s.alphas_cumprod[t])
+        alpha_prev = float(s.alphas_cumprod[prev]) if prev >= 0 else float(s.final_alpha_cumprod)
+        return math.sqrt(alpha_prev / alpha), math.sqrt(1 - alpha_prev) - math.sqrt(alpha_prev * (1 - alpha) / alpha)
 
     def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
         """x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε, Eq. (4) of DGKD-WLSS; ``t`` is a LongTensor of shape (B,)."""
@@ -73,14 +103,14 @@ class DDIMSampler:
         """L_diff = MSE(ε_θ(x_t, t), ε) with t ~ U{0..999} per sample and ε ~ N(0, I), Eq. (5) of DGKD-WLSS."""
         x0 = x0.detach()
         t = torch.randint(0, NUM_TRAIN_TIMESTEPS, (x0.shape[0],), device=x0.device)
-        noise = torch.randn_like(x0)
+        noise = randn_like(x0)
         return F.mse_loss(denoiser(self.q_sample(x0, t, noise), t).float(), noise.float())
 
     def denoise(self, x: Tensor, denoiser: nn.Module) -> Tensor:
         """Differentiable η = 0 DDIM from x = x_{timesteps[0]} to x̂0, Eq. (6) of DGKD-WLSS."""
-        for t in self.timesteps:
-            x = self.scheduler.step(denoiser(x, t), t, x).prev_sample
+        for t, (a, b) in zip(self.timesteps, self.coefficients, strict=True):
+            x = torch.add(x * a, denoiser(x, t), alpha=b)
         return x
 
 
-__all__ = ["NUM_TRAIN_TIMESTEPS", "DDIMSampler", "ddim_timesteps", "make_scheduler"]
+__all__ = ["NUM_TRAIN_TIMESTEPS", "DDIMSampler", "ddim_timesteps", "make_scheduler", "randn_like"]

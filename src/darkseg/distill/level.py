@@ -139,6 +139,7 @@ class DistillLevel(nn.Module):
         self.refiner = (
             DiffusionRefiner(latent, cfg.bottleneck_ratio, cfg.steps, cfg.start_timestep) if cfg.denoise else None
         )
+        self.to(memory_format=torch.channels_last)
 
     def _target(self, f_t: Tensor) -> tuple[Tensor, Tensor | None]:
         """Detached teacher target in the latent space, and L_ae when the autoencoder makes it."""
@@ -158,6 +159,7 @@ class DistillLevel(nn.Module):
                 "spatial size; resize one of them before distilling"
             )
         cfg = self.cfg
+        f_s, f_t = (f.contiguous(memory_format=torch.channels_last) for f in (f_s, f_t))
         target, ae_loss = self._target(f_t)
         student = self.adapter(f_s)
         losses: dict[str, Tensor] = {}
