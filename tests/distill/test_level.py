@@ -167,3 +167,40 @@ def test_multi_level_distiller_names_terms_per_level():
         distiller(student, {"masks": teacher["masks"]})
     with pytest.raises(ConfigError, match="layer9"):
         MultiLevelDistiller.build({"layer9": DistillLevelConfig()}, {"masks": 3}, {"masks": 3})
+
+
+_TWO_THREAD_LEVELS = """
+import torch
+from darkseg.distill.level import DistillLevel, DistillLevelConfig
+torch.set_num_threads(2)
+torch.manual_seed(0)
+for cs, ct, size, cfg in [
+    (9, 9, 24, DistillLevelConfig(bottleneck_ratio=0.25)),
+    (32, 32, 24, DistillLevelConfig(bottleneck_ratio=0.25)),
+    (512, 4096, 12, DistillLevelConfig(teacher_transform="autoencoder", latent_channels=64,
+                                       student_adapter="conv1x1", bottleneck_ratio=0.25)),
+    (512, 4096, 12, DistillLevelConfig(teacher_transform="random_frozen", latent_channels=64,
+                                       student_adapter="conv3x3_bn_relu")),
+]:
+    level = DistillLevel(cfg, cs, ct)
+    for amp in (False, True):
+        f_s = torch.randn(16, cs, size, size, requires_grad=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            losses = level(f_s, torch.randn(16, ct, size, size))
+        sum(losses.values()).backward()
+        assert f_s.grad is not None and torch.isfinite(f_s.grad).all()
+print("ok")
+"""
+
+
+def test_channels_last_levels_train_with_two_threads_on_cpu():
+    """The levels run channels-last; oneDNN (torch 2.13) segfaults on strided 1×1 weight gradients there (README)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _TWO_THREAD_LEVELS], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+    level = DistillLevel(DistillLevelConfig(), 8, 8)
+    conv = level.refiner.denoiser.out[0]
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert all(m.stride == (1, 1) for m in level.modules() if isinstance(m, torch.nn.Conv2d))
