@@ -113,6 +113,7 @@ class DistillLevel(nn.Module):
     The teacher feature never receives gradients; the frozen random transform runs without autograd; the
     autoencoder is trained by L_ae alone. The denoiser is trained by L_diff and by L_kd (official behaviour;
     its BatchNorm sees both the noisy teacher inputs and the student trajectory, diffkd.md §2 item 8).
+    Weights and inputs are channels-last (faster small convolutions; stride-1 only, see the README on oneDNN).
     """
 
     def __init__(self, cfg: DistillLevelConfig, student_channels: int, teacher_channels: int, seed: int = 1) -> None:
