@@ -19,13 +19,20 @@ from pydantic import BaseModel, Field, ValidationError
 from darkseg.data.config import DataConfig
 from darkseg.engine.config import EvalConfig, TrainConfig
 from darkseg.errors import ConfigError
+from darkseg.methods.asdt import ASDTMethodConfig
 from darkseg.methods.cam import CAMMethodConfig
+from darkseg.methods.ccdistill import CCDistillConfig
+from darkseg.methods.dania import DANIAConfig
 from darkseg.methods.dgkd_wlss import DGKDConfig
+from darkseg.methods.seam import SEAMMethodConfig
 from darkseg.methods.ssss import SSSSMethodConfig
+from darkseg.methods.supervised import SupervisedConfig
 from darkseg.models.factory import ModelConfig
 from darkseg.schema import StrictModel
 
-MethodConfig = Annotated[Union[CAMMethodConfig, SSSSMethodConfig, DGKDConfig], Field(discriminator="name")]
+MethodConfig = Annotated[Union[CAMMethodConfig, SSSSMethodConfig, DGKDConfig, ASDTMethodConfig, SEAMMethodConfig,
+                         SupervisedConfig, CCDistillConfig, DANIAConfig],
+                       Field(discriminator="name")]
 
 
 class ExperimentConfig(StrictModel):
@@ -171,10 +178,41 @@ def _strip_tags(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, ...]
     return tuple(out)
 
 
+def inherit_eval_data(tree: dict) -> dict:
+    """A partial ``eval.data`` of the training dataset inherits the keys it does not set from ``data``.
+
+    An ``eval.data`` naming another ``dataset`` (train on VOC, test on LIS) inherits nothing: keys such as
+    ``class_map`` or ``mask_dir`` of one dataset are wrong for another.
+    """
+    section, data = tree.get("eval"), tree.get("data", {})
+    if not (isinstance(section, dict) and isinstance(section.get("data"), dict) and isinstance(data, dict)):
+        return tree
+    default = DataConfig.model_fields["dataset"].default
+    if section["data"].get("dataset", data.get("dataset", default)) != data.get("dataset", default):
+        return tree
+    tree = copy.deepcopy(tree)
+    tree["eval"]["data"] = _deep_merge(data, section["data"])
+    return tree
+
+
+def _override_of(err: ValidationError, overrides: list[str]) -> str | None:
+    """The override that set the first invalid key (or a section holding it, or an unknown key under it)."""
+    first = err.errors()[0]
+    key = [str(p) for p in _strip_tags(ExperimentConfig, tuple(first["loc"]))]
+    for item in reversed(overrides):  # the last override of a key is the one that counts
+        parts = item.partition("=")[0].split(".")
+        if key[: len(parts)] == parts or (first["type"] == "extra_forbidden" and parts[: len(key)] == key):
+            return item
+    return None
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Load, merge, override and validate an experiment config."""
-    tree = apply_overrides(load_yaml_tree(Path(path)), overrides or [])
+    """Load, merge, override and validate an experiment config; an invalid value names its override or file."""
+    overrides = overrides or []
+    tree = inherit_eval_data(apply_overrides(load_yaml_tree(Path(path)), overrides))
     try:
         return ExperimentConfig.model_validate(tree)
     except ValidationError as err:
-        raise ConfigError(f"{path}: {format_validation_error(err)}") from None
+        item = _override_of(err, overrides)
+        where = f"override {item!r}" if item else str(path)
+        raise ConfigError(f"{where}: {format_validation_error(err)}") from None

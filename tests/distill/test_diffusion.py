@@ -116,3 +116,14 @@ def test_diffusion_loss_trains_denoiser_only():
     (t,) = seen
     assert t.shape == (8,) and t.dtype == torch.long and 0 <= t.min() and t.max() <= 999
     assert loss.item() == pytest.approx(2.0, abs=0.5)  # ε̂ ⟂ ε at random init, both about unit variance
+
+
+def test_diffusion_loss_draws_from_the_given_generator_only():
+    sampler, denoiser = DDIMSampler(5), DiffusionDenoiser(4)
+    x0 = torch.randn(3, 4, 6, 6).contiguous(memory_format=torch.channels_last)
+    state = torch.get_rng_state()
+    a = sampler.diffusion_loss(denoiser, x0, torch.Generator().manual_seed(5))
+    b = sampler.diffusion_loss(denoiser, x0, torch.Generator().manual_seed(5))
+    c = sampler.diffusion_loss(denoiser, x0, torch.Generator().manual_seed(6))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(a, b) and not torch.equal(a, c)

@@ -1,5 +1,6 @@
 """The CLI as a user drives it, on the tiny benchmark: train, eval, infer, cam, profile, bad input."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -103,3 +104,92 @@ def test_dgkd_resume_reaches_the_same_student(tmp_path, tiny):
     assert full.keys() == resumed.keys()
     for k in full:
         assert torch.equal(full[k], resumed[k]), k
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny):
+    """A finished tiny teacher run."""
+    run = tmp_path_factory.mktemp("trained") / "run"
+    assert main(["train", TEACHER, *tiny, f"output_dir={run}"]) == 0
+    return run
+
+
+def snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_existing_run_is_never_overwritten_and_resume_refuses_a_changed_config(tmp_path, tiny, capsys):
+    run = tmp_path / "run"
+    args = ["train", TEACHER, *tiny, f"output_dir={run}"]
+    assert main(args) == 0
+    before = snapshot(run)
+    capsys.readouterr()
+    assert main(args) == 1  # the README's own command, run twice
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--resume" in err[0] and "--overwrite" in err[0]
+    assert main([*args, "train.optim.lr=0.5", "--resume"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train.optim.lr" in err[0] and "changed config" in err[0]
+    assert snapshot(run) == before
+    # Resuming the finished run with a key that is safe to change adds nothing and rewrites nothing.
+    assert main([*args, "train.threads=2", "--resume"]) == 0
+    after = snapshot(run)
+    assert {k: v for k, v in after.items() if k.parts[0] != "tensorboard"} == \
+        {k: v for k, v in before.items() if k.parts[0] != "tensorboard"}
+    # --overwrite deletes the run files and only them.
+    (run / "notes.txt").write_text("mine")
+    assert main([*args, "--overwrite"]) == 0
+    assert (run / "notes.txt").read_text() == "mine"
+    assert len(list(csv.DictReader((run / "val_log.csv").open()))) == 2
+
+
+def test_override_errors_name_the_override_and_partial_eval_data_inherits(capsys):
+    assert main(["train", TEACHER, "train.iterations=-1"]) == 1
+    assert capsys.readouterr().err.startswith("darkseg train: error: override 'train.iterations=-1': ")
+    cfg = load_config(TEACHER, ["data.root=somewhere", "eval.data.mask_dir=SegmentationClass"])
+    assert cfg.eval.data.dataset == cfg.data.dataset and cfg.eval.data.root == "somewhere"
+    assert cfg.eval.data.mask_dir == "SegmentationClass"
+    other = load_config(TEACHER, ["data.root=somewhere", "eval.data.dataset=lis"])
+    assert other.eval.data.root != "somewhere"  # another dataset inherits nothing
+
+
+def test_infer_never_writes_into_its_input_and_keeps_relative_paths(tmp_path, tiny, trained, capsys):
+    images = tmp_path / "images"
+    from PIL import Image
+
+    for sub in ("a", "b"):
+        (images / sub).mkdir(parents=True)
+        Image.new("RGB", (48, 40), (10, 200, 30)).save(images / sub / "x.png")
+    (images / "c").mkdir()
+    (images / "c" / "broken.jpg").write_bytes(b"not a jpeg")
+    before = snapshot(images)
+    run_args = ["infer", TEACHER, *tiny, f"output_dir={trained}", "-i", str(images)]
+    for out in (images, images / "pred"):
+        capsys.readouterr()
+        assert main([*run_args, "-o", str(out)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "inside the input folder" in err[0]
+        assert snapshot(images) == before and not (images / "pred").exists()
+    single = images / "a" / "x.png"
+    assert main(["infer", TEACHER, *tiny, f"output_dir={trained}", "-i", str(single), "-o", str(images / "a")]) == 1
+    assert snapshot(images) == before
+    out = tmp_path / "pred"
+    assert main([*run_args, "-o", str(out)]) == 1  # one unreadable image: the others are written, then exit 1
+    captured = capsys.readouterr()
+    assert "broken.jpg" in captured.err and "wrote 2 masks" in captured.out
+    assert (out / "a" / "x.png").is_file() and (out / "b" / "x.png").is_file()
+    assert (out / "a" / "x_overlay.jpg").is_file() and (out / "b" / "x_overlay.jpg").is_file()
+
+
+def test_eval_json_is_strict_json(trained, tiny, capsys):
+    from darkseg.commands.eval import json_safe
+
+    assert json_safe({"iou": {"car": float("nan"), "bg": 1.5}, "x": [float("inf")]}) == \
+        {"iou": {"car": None, "bg": 1.5}, "x": [None]}
+    capsys.readouterr()
+    assert main(["eval", TEACHER, *tiny, f"output_dir={trained}", "--split", "val", "--json"]) == 0
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    json.loads(capsys.readouterr().out, parse_constant=refuse)

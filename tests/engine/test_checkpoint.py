@@ -44,3 +44,27 @@ def test_checkpoint_weights_are_loaded_weights_only(tmp_path):
 
 class Unsafe:
     """An arbitrary pickled object: weights_only loading must refuse it."""
+
+
+@pytest.mark.parametrize("keep_last", [1, 2, 3])
+def test_pruning_keeps_keep_last_and_a_newest_complete_checkpoint(tmp_path, keep_last, monkeypatch):
+    w = {"x": torch.zeros(1)}
+    for i in range(1, 6):
+        ckpt.save_checkpoint(tmp_path, f"iter_{i:07d}", w, {"iteration": i}, {"iteration": i}, keep_last=keep_last)
+    names = sorted(p.name for p in tmp_path.glob("iter_*"))
+    assert names == [f"iter_{i:07d}" for i in range(6 - keep_last, 6)]
+    # A crash at the rename of the next one: the newest complete checkpoint is still there, nothing half-deleted.
+    monkeypatch.setattr(ckpt.os, "replace", _fail_on_rename_into(tmp_path / "iter_0000006", ckpt.os.replace))
+    with pytest.raises(OSError):
+        ckpt.save_checkpoint(tmp_path, "iter_0000006", w, {"iteration": 6}, {"iteration": 6}, keep_last=keep_last)
+    assert ckpt.latest_checkpoint(tmp_path).name == "iter_0000005"
+    assert all(ckpt.load_checkpoint(p) for p in tmp_path.glob("iter_*"))
+
+
+def _fail_on_rename_into(target, replace):
+    def fake(src, dst):
+        if dst == target:
+            raise OSError("killed")
+        return replace(src, dst)
+
+    return fake

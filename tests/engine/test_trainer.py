@@ -4,26 +4,31 @@ import csv
 
 import pytest
 import torch
-from toy import ToyDataset, ToyMethod
+from toy import ToyDataset, ToyMethod, toy_validator
 
 from darkseg.data.loader import train_stream
 from darkseg.engine import checkpoint as ckpt
 from darkseg.engine.config import TrainConfig
 from darkseg.engine.distributed import DistEnv
 from darkseg.engine.trainer import NonFiniteLossError, Trainer
+from darkseg.errors import ConfigError, DataError
 
 
-def make_trainer(run_dir, iterations=12, workers=0, nan_at=None, **train):
+def make_trainer(run_dir, iterations=12, workers=0, nan_at=None, blow_up_at=None, data=None, val_data=None,
+                 on_error="raise", batch_size=5, **train):
     torch.manual_seed(0)
-    method = ToyMethod(nan_at=nan_at)
-    cfg = TrainConfig(iterations=iterations, log_every=2, ckpt_every=4, keep_last=2, progress=False,
+    method = ToyMethod(nan_at=nan_at, blow_up_at=blow_up_at)
+    train = {"ckpt_every": 4, **train}
+    cfg = TrainConfig(iterations=iterations, log_every=2, keep_last=2, progress=False,
                       optim={"lr": 0.05, "momentum": 0.9}, schedule={"name": "poly", "warmup_iters": 2}, **train)
-    data = ToyDataset()
+    data = data or ToyDataset()
 
     def batches(start):
-        return train_stream(data, 5, seed=3, start_iteration=start, num_workers=workers, on_error="raise")
+        return train_stream(data, batch_size, seed=3, start_iteration=start, num_workers=workers, on_error=on_error)
 
-    return Trainer(method, cfg, run_dir, torch.device("cpu"), DistEnv(), batches, batch_size=5)
+    validate = toy_validator(val_data) if val_data is not None else None
+    return Trainer(method, cfg, run_dir, torch.device("cpu"), DistEnv(), batches, batch_size=batch_size,
+                   validate=validate)
 
 
 def final_weights(trainer):
@@ -58,12 +63,71 @@ def test_same_seed_same_result(tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    trainer = make_trainer(tmp_path, nan_at=9)
-    with pytest.raises(NonFiniteLossError, match=r"'bce' is nan at iteration 9.*iter_0000008"):
+    trainer = make_trainer(tmp_path, nan_at=9)  # the 10th iteration (0-based 9) computes a NaN loss
+    with pytest.raises(NonFiniteLossError, match=r"'bce' is nan at iteration 10.*iter_0000008"):
         trainer.fit()
     last = ckpt.latest_checkpoint(tmp_path / "checkpoints")
     weights, _, _ = ckpt.load_checkpoint(last)
     assert all(torch.isfinite(v).all() for v in weights.values())
+
+
+def test_non_finite_weights_are_never_checkpointed_and_resume_takes_an_older_checkpoint(tmp_path):
+    """Weights that became Inf with a finite loss are not 'good': no checkpoint of them, the message names iter 4."""
+    trainer = make_trainer(tmp_path, blow_up_at=7)
+    with pytest.raises(NonFiniteLossError, match=r"hold NaN/Inf after iteration 8.*--resume \S*iter_0000004 continues"):
+        trainer.fit()
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("iter_*")) == ["iter_0000004"]
+    # A damaged later checkpoint (e.g. written by an older darkseg) is skipped by a plain --resume ...
+    weights, state, meta = ckpt.load_checkpoint(tmp_path / "checkpoints" / "iter_0000004")
+    weights["model.fc.bias"] = torch.full_like(weights["model.fc.bias"], float("inf"))
+    ckpt.save_checkpoint(tmp_path / "checkpoints", "iter_0000008", weights, {**state, "iteration": 8},
+                         {**meta, "iteration": 8})
+    resumed = make_trainer(tmp_path, iterations=5)
+    assert resumed.resume().name == "iter_0000004" and resumed.iteration == 4
+    # ... and --resume CHECKPOINT continues from the named one, moving the newer ones aside.
+    explicit = make_trainer(tmp_path, iterations=6, ckpt_every=0)
+    explicit.fit(resume=tmp_path / "checkpoints" / "iter_0000004")
+    assert (tmp_path / "checkpoints" / "superseded" / "iter_0000008").is_dir()
+    assert (tmp_path / "model_final.safetensors").is_file()
+
+
+def test_batch_size_one_with_batchnorm_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="data.batch_size: 1"):
+        make_trainer(tmp_path, batch_size=1)
+
+
+def test_skipped_samples_leaving_one_sample_skip_the_iteration(tmp_path, caplog):
+    """data.on_error=skip with batches of 2: a bad sample leaves 1, which BatchNorm cannot train on."""
+    data = ToyDataset(bad={0, 1, 2})
+    trainer = make_trainer(tmp_path, iterations=12, data=data, on_error="skip", batch_size=2, ckpt_every=0)
+    res = trainer.fit()
+    assert res.completed and len(trainer.skipped) > 0
+    assert "not trained: fewer than 2 readable samples" in caplog.text
+
+
+def test_validation_failure_keeps_the_iterations_checkpoint(tmp_path):
+    val = ToyDataset(n=4, bad={3})
+    trainer = make_trainer(tmp_path, val_data=val, val_every=4, ckpt_every=4)
+    with pytest.raises(DataError, match="sample 3"):
+        trainer.fit()
+    assert ckpt.latest_checkpoint(tmp_path / "checkpoints").name == "iter_0000004"
+    val.bad.clear()  # the user repairs the mask; the run continues where it was, validating iteration 4 first
+    resumed = make_trainer(tmp_path, val_data=val, val_every=4, ckpt_every=4)
+    resumed.fit(resume=True)
+    rows = list(csv.DictReader((tmp_path / "val_log.csv").open()))
+    assert [int(r["iteration"]) for r in rows] == [4, 8, 12]
+
+
+def test_resuming_a_finished_run_changes_nothing(tmp_path):
+    val = ToyDataset(n=4)
+    first = make_trainer(tmp_path, val_data=val, val_every=4).fit()
+    files = ("val_log.csv", "train_log.csv", "model_final.safetensors", "model_best.safetensors")
+    before = {f: (tmp_path / f).read_bytes() for f in files}
+    again = make_trainer(tmp_path, val_data=val, val_every=4)
+    res = again.fit(resume=True)
+    assert res.completed and res.best == first.best
+    for f in files:
+        assert (tmp_path / f).read_bytes() == before[f], f
 
 
 def test_interrupt_writes_checkpoint(tmp_path):

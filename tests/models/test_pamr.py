@@ -142,3 +142,12 @@ def test_rejects_bad_settings() -> None:
         PAMR(dilations=())
     with pytest.raises(ConfigError, match="dilations"):
         PAMR(dilations=(1, 0))
+
+
+def test_dilations_scale_to_the_mask_grid() -> None:
+    from darkseg.models.ops.pamr import scale_dilations
+
+    official = (1, 2, 4, 8, 12, 24)
+    assert scale_dilations(official, 81, 24) == (1, 2, 4, 7)  # scenes: 96 crop at stride 4
+    assert scale_dilations(official, 81, 81) == official
+    assert scale_dilations(official, 81, 162) == (2, 4, 8, 16, 24, 48)

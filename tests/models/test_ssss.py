@@ -284,3 +284,36 @@ def test_factory_tiny_dgf2_forward_and_skip_pretrained(tmp_path: Path) -> None:
     bad = cfg.model_copy(update={"dgf2": cfg.dgf2.model_copy(update={"stages": ["layer2"]})})
     with pytest.raises(ConfigError, match="dgf2.stages"):
         build_segmenter(bad, 4, MEAN, STD)
+
+
+def test_pseudo_labels_use_pamr_dilations_scaled_to_the_mask_grid() -> None:
+    from darkseg.methods.ssss import PseudoLabelConfig, SSSSLosses, SSSSMethodConfig
+    from darkseg.models.ops.pamr import PAMR
+
+    g = torch.Generator().manual_seed(0)
+    image, masks = torch.rand(2, 3, 96, 96, generator=g), torch.rand(2, 5, 24, 24, generator=g).softmax(1)
+    labels = torch.tensor([[1.0, 0, 1, 0], [0, 1, 0, 0]])
+    scaled = SSSSLosses(SSSSMethodConfig(pseudo=PseudoLabelConfig(pamr_dilation_grid=81)))
+    fixed = SSSSLosses(SSSSMethodConfig())
+    small = torch.nn.functional.interpolate(image, size=(24, 24), mode="bilinear", align_corners=True)
+    assert torch.equal(scaled.pamr(small, masks), PAMR(10, (1, 2, 4, 7))(small, masks))
+    assert not torch.equal(scaled.pseudo_target(image, masks, labels), fixed.pseudo_target(image, masks, labels))
+
+
+def test_mask_loss_start_as_a_fraction_of_the_run() -> None:
+    from darkseg.methods.ssss import PseudoLabelConfig, SSSSLosses, SSSSMethodConfig
+
+    cfg = SSSSMethodConfig(mask_loss_start=5, mask_loss_start_fraction=0.2, mask_loss_weight=2.0,
+                           pseudo=PseudoLabelConfig(image_gate=False))
+    losses = SSSSLosses(cfg, iterations=700)
+    assert losses.mask_loss_start == 140
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(1, 3, 4, 4, generator=g)
+    out = {"cls": torch.zeros(1, 2), "masks": logits.softmax(1), "logits": logits}
+    image, labels = torch.rand(1, 3, 16, 16, generator=g), torch.tensor([[1.0, 0.0]])
+    assert float(losses(out, image, labels, 139).losses["seg"]) == 0.0
+    on = losses(out, image, labels, 140)
+    assert float(on.metrics["seg_unweighted"]) > 0
+    assert torch.equal(on.losses["seg"], 2.0 * on.metrics["seg_unweighted"])
+    with pytest.raises(ValueError, match="iterations"):
+        SSSSLosses(SSSSMethodConfig(mask_loss_start_fraction=0.2))

@@ -1,26 +1,37 @@
-"""``darkseg reproduce dgkd-wlss``: the paper's Table 1 (and ablations) trained and evaluated from scratch."""
+"""``darkseg reproduce <paper>``: a paper's main table (and ablations) trained and evaluated from scratch."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-HELP = "reproduce a paper's tables (dgkd-wlss) on the built-in benchmark (CPU) or the real datasets (GPU)"
+HELP = "reproduce a paper's tables (dgkd-wlss, plda, asdt) on the built-in benchmark (CPU) or real datasets (GPU)"
 ORDER = 5
-ABLATION_CHOICES = ("kd-loss", "dgf2", "depth-model", "lambda", "steps")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paper", choices=["dgkd-wlss"], help="which paper's results to reproduce")
+    from darkseg.reproduce.papers import PAPERS
+
+    suites = sorted({s for p in PAPERS.values() for s in p.suites})
+    ablations = {p.name: {a: t.title for s in p.suites.values() for a, t in s.ablations.items()}
+                 for p in PAPERS.values()}
+    parser.add_argument("paper", choices=sorted(PAPERS), help="which paper's results to reproduce")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides applied to every run")
-    parser.add_argument("--suite", default="scenes", choices=["scenes", "voc", "lis", "voc-lis"],
+    parser.add_argument("--suite", default="scenes", choices=suites,
                         help="scenes = built-in benchmark on CPU; voc/lis/voc-lis = real datasets (GPU recipes)")
-    parser.add_argument("--quick", action="store_true", help="short schedules, one seed (≲ 20 min on 2 CPU cores)")
-    parser.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default: 0,1,2; --quick: 0)")
-    parser.add_argument("--ablation", action="append", default=[], choices=ABLATION_CHOICES,
-                        help="also run an ablation table (repeatable): kd-loss = Table 2(a), dgf2 = 2(b), "
-                             "depth-model = 2(c), lambda = Table 8, steps = Table 9")
-    parser.add_argument("--out", type=Path, help="output folder (default: runs/reproduce-<suite>[-quick])")
+    parser.add_argument("--quick", action="store_true",
+                        help="short schedules and the suite's quick seeds (dgkd-wlss scenes: ≲ 20 min, 2 CPU cores)")
+    parser.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2,3,4 (default: the suite's)")
+    names = sorted({a for tables in ablations.values() for a in tables})
+    parser.add_argument("--ablation", action="append", default=[], choices=names,
+                        help="also run an ablation table (repeatable): " + "; ".join(
+                            f"{p}: " + ", ".join(f"{a} = {t.split(':')[0]}" for a, t in tables.items())
+                            for p, tables in ablations.items()))
+    two_stage = [f"{p.name} {s.name}" for p in PAPERS.values() for s in p.suites.values() if "two-stage" in s.ablations]
+    parser.add_argument("--two-stage", action="store_true",
+                        help="also the two-stage table (= --ablation two-stage): a segmenter retrained on the pseudo "
+                             f"masks of the method's model; declared for: {', '.join(two_stage)}")
+    parser.add_argument("--out", type=Path, help="output folder (default: runs/reproduce-<paper>-<suite>[-quick])")
     parser.add_argument("--configs", type=Path, help="configs folder (default: ./configs)")
     parser.add_argument("--data-root", help="dataset root of the real-data suites (sets data.root)")
     parser.add_argument("--eval-data-root", help="evaluation dataset root of voc-lis (the LIS folder)")
@@ -38,6 +49,19 @@ def _configs_dir(arg: Path | None) -> Path:
     return Path(darkseg.__file__).resolve().parents[2] / "configs"
 
 
+def _print_rows(title: str, rows: dict[str, dict], labels: dict[str, str]) -> None:
+    """One table of the summary on the console: mean ± std and the paired difference to the table's baseline."""
+    width = max(22, *(len(labels[key]) for key in rows))
+    print(f"\n{title}")
+    print(f"{'column':<{width}} {'mIoU':>14} {'PixAcc':>14}  Δ mIoU vs baseline [95% CI]")
+    for key, s in rows.items():
+        d = s.get("diff_vs_baseline")
+        ci = "" if d is None else f"  {d['mean']:+6.2f} " + (
+            "[no interval: 1 seed]" if d["ci95"] is None else f"[{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]")
+        print(f"{labels[key]:<{width}} {s['miou']:7.2f} ± {s['miou_std']:4.2f} {s['pixacc']:7.2f} ± "
+              f"{s['pixacc_std']:4.2f}" + ci)
+
+
 def run(args: argparse.Namespace) -> int:
     import datetime
     import shlex
@@ -46,12 +70,24 @@ def run(args: argparse.Namespace) -> int:
 
     from darkseg.engine.distributed import is_main_process
     from darkseg.errors import ConfigError
-    from darkseg.reproduce.depth_maps import ensure_depth_maps
+    from darkseg.reproduce.papers import PAPERS
     from darkseg.reproduce.report import write_report
     from darkseg.reproduce.runner import Plan, run_plan
-    from darkseg.reproduce.suites import SUITES
 
-    suite = SUITES[args.suite]
+    paper = PAPERS[args.paper]
+    if args.suite not in paper.suites:
+        raise ConfigError(f"--suite {args.suite}: {paper.name} has the suites {', '.join(paper.suites)}")
+    suite = paper.suites[args.suite]
+    if args.two_stage:
+        if "two-stage" not in suite.ablations:
+            have = [n for n, s in paper.suites.items() if "two-stage" in s.ablations]
+            raise ConfigError(f"--two-stage: {paper.name} --suite {suite.name} has no two-stage table; suites with "
+                              f"one: {', '.join(have) or 'none'}")
+        args.ablation.append("two-stage")
+    unknown = [a for a in args.ablation if a not in suite.ablations]
+    if unknown:
+        raise ConfigError(f"--ablation {unknown[0]}: {paper.name} --suite {suite.name} has the ablations "
+                          f"{', '.join(suite.ablations) or 'none'}")
     overrides = list(args.overrides)
     if suite.needs_data_root and not args.data_root:
         raise ConfigError(f"--suite {args.suite} needs --data-root (the dataset folder); see the README")
@@ -60,33 +96,36 @@ def run(args: argparse.Namespace) -> int:
     if args.eval_data_root:
         overrides.append(f"eval.data.root={args.eval_data_root}")
     try:
-        seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else ((0,) if args.quick else
-                                                                                 suite.default_seeds)
+        seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else (
+            suite.quick_seeds if args.quick else suite.default_seeds)
     except ValueError:
         raise ConfigError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
-    out = args.out or Path(f"runs/reproduce-{args.suite}{'-quick' if args.quick else ''}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds {args.seeds}: a seed is repeated; paired statistics need distinct seeds")
+    out = args.out or Path(f"runs/reproduce-{paper.name}-{args.suite}{'-quick' if args.quick else ''}")
     plan = Plan(suite, _configs_dir(args.configs), out, seeds, args.quick, overrides, args.split)
     command = "darkseg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     t0 = time.perf_counter()
-    table1 = run_plan(plan, suite.columns)
-    labels = {r.key: r.label for r in suite.columns}
+    main = run_plan(plan, tuple(c.key for c in suite.main.columns))
+    labels = {k: c.label for k, c in suite.columns().items()}
     ablations = {}
     for name in dict.fromkeys(args.ablation):
-        title, rows = suite.ablation(name)
-        if name == "depth-model":
-            ensure_depth_maps(plan, rows)
-        res = run_plan(plan, (suite.columns[1],) + rows)
-        res.pop("teacher")
-        ablations[name] = (title, res)
-        labels.update({r.key: r.label for r in rows})
+        table = suite.ablations[name]
+        if table.check is not None:
+            table.check(plan, table)
+        res = run_plan(plan, tuple(c.key for c in table.columns))
+        ablations[name] = {c.key: res[c.key] for c in table.columns}
     if not is_main_process():
         return 0
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    results = write_report(plan, table1, ablations, labels, command, date, time.perf_counter() - t0)
-    print()
-    print(f"{'column':<22} {'mIoU':>14} {'PixAcc':>14}")
-    for key, s in results["columns"].items():
-        print(f"{labels[key]:<22} {s['miou']:7.2f} ± {s['miou_std']:4.2f} {s['pixacc']:7.2f} ± {s['pixacc_std']:4.2f}")
-    print(f"gap recovered: {results['gap_recovered']:.2f} (paper, VOC: 0.84)")
+    results = write_report(plan, paper, main, ablations, labels, command, date, time.perf_counter() - t0)
+    _print_rows(suite.main.title, results["columns"], labels)
+    for ablation in results["ablations"].values():
+        _print_rows(ablation["title"], ablation["rows"], labels)
+    if "gap_recovered" in results:
+        note = f" ({suite.main.gap_note})" if suite.main.gap_note else ""
+        print(f"gap recovered: {results['gap_recovered']:.2f}{note}")
+    if len(seeds) < 2:
+        print("one seed: no spread and no intervals; the differences above are a single draw (see report.md)")
     print(f"report: {out / 'report.md'}")
     return 0

@@ -12,10 +12,11 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from darkseg.data.io import find_file, read_depth
+from darkseg.data.io import DEPTH_HINT, find_file, read_depth
 from darkseg.errors import ConfigError, DataError
 
-VIEWS: tuple[str, ...] = ("image", "dark", "depth", "mask", "labels")
+VIEWS: tuple[str, ...] = ("image", "dark", "depth", "mask", "labels", "day", "flow")
+"""``day``: the paired daytime image of a night image (adaptation); ``flow``: its night→day alignment."""
 DEPTH_STEMS: tuple[str, ...] = ("{id}_depth", "{id}")
 DEPTH_EXTS: tuple[str, ...] = (".png", ".npy")
 
@@ -124,7 +125,7 @@ class SegmentationDataset(Dataset[Sample]):
         if path is None:
             raise DataError(
                 f"{folder / (sample_id + '_depth.png')}: depth map not found (also tried <id>.png, <id>.npy); "
-                "create it or drop the 'depth' view"
+                f"{DEPTH_HINT}"
             )
         return path
 

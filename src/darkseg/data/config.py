@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, PositiveInt
 
 from darkseg.data.scenes import ScenesConfig
+from darkseg.data.scenes_daynight import DayNightConfig
 from darkseg.data.transforms import AugmentConfig
 from darkseg.schema import StrictModel
 
@@ -21,7 +22,8 @@ class DataConfig(StrictModel):
     first use (``data.scenes`` holds its generator settings).
     """
 
-    dataset: str = Field("scenes", description="registered dataset: scenes, voc, lis")
+    dataset: str = Field("scenes", description="registered dataset: scenes, voc, lis, cityscapes, dark_zurich, "
+                         "acdc_night, nighttime_driving, bdd100k_night, nightcity, scenes_daynight, folder")
     root: str = "data/scenes"
     train_split: str = "train"
     val_split: str = "val"
@@ -30,6 +32,10 @@ class DataConfig(StrictModel):
     dark_dir: str = "dark"
     depth_dir: str | None = "depth"
     mask_dir: str = "SegmentationClassAug"
+    train_mask_dir: str | None = Field(
+        None, description="masks of the train split only, e.g. a `darkseg pseudo` folder (voc, scenes); "
+        "None = mask_dir"
+    )
     cls_labels: str | None = Field(None, description="optional cls_labels.npy-style image-label file")
     class_map: str | None = Field(None, description="e.g. voc8_to_lis: train on VOC images of the 8 LIS classes")
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -39,3 +45,12 @@ class DataConfig(StrictModel):
     on_error: Literal["raise", "skip"] = "raise"
     augment: AugmentConfig = AugmentConfig()
     scenes: ScenesConfig = ScenesConfig()
+    scenes_daynight: DayNightConfig = DayNightConfig()
+    align_dir: str | None = Field(None, description="'darkseg align' output of the split read with the flow view; "
+                                  "None = <root>/align/<split>")
+    align_flow: Literal["fine", "coarse", "fine_back"] = Field(
+        "fine", description="flow view: fine (homography + DIS), coarse (homography only), fine_back (day→night)")
+    roots: dict[str, str] = Field(default_factory=dict, description="dataset name -> root for `darkseg eval "
+                                  "--datasets` (default data/<name>)")
+    target: DataConfig | None = Field(None, description="unlabelled target domain of adaptation methods (e.g. "
+                                      "dark_zurich night_train with views image, day, flow); its train_split is read")

@@ -20,6 +20,12 @@ VOC_CLASSES: tuple[str, ...] = (
 # still read as an INFERNO rendering (Depth-Anything `run.py` without `--grayscale`); JPEG-like noise stays below.
 _COLORMAP_TOLERANCE = 12.0
 
+DEPTH_HINT = (
+    "make the depth maps with 'darkseg depth SRC DST --model M --weights DIR' (DST = data.depth_dir under "
+    "data.root) or set data.depth_dir to the folder that holds them"
+)
+"""What to do about a missing depth map or folder (the depth prior of DGF2 needs one per image)."""
+
 
 def _voc_palette() -> np.ndarray:
     """The standard PASCAL VOC colour map: 256 RGB colours built from the bits of the class index."""
@@ -100,7 +106,7 @@ def read_depth(path: Path) -> np.ndarray:
     the dtype maximum. NPY: a float array (H×W, 1×H×W or H×W×1), min-max normalised unless already in [0, 1].
     """
     if not path.is_file():
-        raise DataError(f"{path}: depth map not found; create it or drop the 'depth' view")
+        raise DataError(f"{path}: depth map not found; {DEPTH_HINT}")
     if path.suffix.lower() == ".npy":
         return _read_depth_npy(path)
     raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -135,7 +141,7 @@ def write_palette_png(path: Path, mask: np.ndarray, palette: np.ndarray = VOC_PA
     im = Image.fromarray(mask)  # mode "L"; putpalette turns it into "P" without touching the indices
     im.putpalette(np.asarray(palette, np.uint8).reshape(-1).tolist())
     path.parent.mkdir(parents=True, exist_ok=True)
-    im.save(path, optimize=False)
+    im.save(path, format="PNG", optimize=False)  # explicit format: atomic writers use a .tmp name
 
 
 def find_file(folder: Path, stems: Sequence[str], exts: Sequence[str]) -> Path | None:

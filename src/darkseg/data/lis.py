@@ -18,7 +18,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from darkseg.data.base import SegmentationDataset, Transform, check_same_size, labels_from_mask
-from darkseg.data.io import find_file, read_image, read_mask, write_palette_png
+from darkseg.data.io import DEPTH_HINT, find_file, read_image, read_mask, write_palette_png
 from darkseg.errors import ConfigError, DataError
 
 LIS_CLASSES: tuple[str, ...] = (
@@ -143,7 +143,8 @@ class LISDataset(SegmentationDataset):
         self.depth_dir = self.root / depth_dir if depth_dir is not None else None
         for view, folder in [*self.folders.items(), ("depth", self.depth_dir)]:
             if view in self.views and not (folder and folder.is_dir()):
-                raise DataError(f"{folder}: folder for the {view!r} view not found")
+                hint = f"; {DEPTH_HINT}" if view == "depth" else ""
+                raise DataError(f"{folder}: folder for the {view!r} view not found{hint}")
         self.cache: Path | None = None
         if cache_dir is not None:
             stat = self.annotation.stat()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import zlib
 from collections.abc import Iterator, Sequence
 from typing import Literal
 
@@ -133,6 +134,31 @@ def zip_streams(**streams: Iterator[dict]) -> Iterator[dict]:
                 else:
                     batch[f"{name}/{k}"] = v
         yield batch
+
+
+def domain_streams(
+    datasets: dict[str, Dataset],
+    batch_size: int,
+    seed: int,
+    start_iteration: int,
+    num_workers: int,
+    on_error: Literal["raise", "skip"],
+    rank: int = 0,
+    world: int = 1,
+) -> Iterator[dict]:
+    """Training batches of several domains zipped into ``{"domain/key": value}`` (e.g. ``source/mask``,
+    ``target/image``, ``target/day``, ``target/flow``), from iteration ``start_iteration`` on.
+
+    Each domain is its own :func:`train_stream` with a seed derived from ``(seed, domain name)``: domains of
+    different sizes cycle independently, and a run resumed at iteration ``i`` sees exactly the batches of an
+    uninterrupted one.
+    """
+    streams = {
+        name: train_stream(ds, batch_size, stream_seed(seed, 3, zlib.crc32(name.encode())), start_iteration,
+                           num_workers, on_error, rank, world)
+        for name, ds in datasets.items()
+    }
+    return zip_streams(**streams)
 
 
 def eval_loader(dataset: Dataset, batch_size: int, num_workers: int, rank: int = 0, world: int = 1) -> DataLoader:

@@ -8,9 +8,14 @@ from pathlib import Path
 
 import torch.distributed as dist
 
+from darkseg.data import night_sets, scenes_daynight
 from darkseg.data.base import SegmentationDataset, Transform
+from darkseg.data.cityscapes import CITYSCAPES_CLASSES, NUM_STATIC, cityscapes
 from darkseg.data.config import DataConfig
+from darkseg.data.dark_zurich import dark_zurich
+from darkseg.data.folder import FolderDataset, read_spec
 from darkseg.data.io import VOC_CLASSES
+from darkseg.data.layout import check_tree
 from darkseg.data.lis import LIS_CLASSES
 from darkseg.data.scenes import SCENES_CLASSES, ensure_scenes
 from darkseg.data.voc import CLASS_MAPS, VOCDataset
@@ -26,6 +31,8 @@ class DatasetSpec:
 
     classes: Callable[[DataConfig], tuple[str, ...]]
     build: Builder
+    static: Callable[[DataConfig], tuple[str, ...]] = lambda cfg: ()
+    """Classes that stay in place between a day image and its night pair (static-class losses of adaptation)."""
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -35,11 +42,25 @@ def class_names(cfg: DataConfig) -> tuple[str, ...]:
     return DATASETS.get(cfg.dataset, "data.dataset").classes(cfg)
 
 
+def static_classes(cfg: DataConfig) -> tuple[str, ...]:
+    return DATASETS.get(cfg.dataset, "data.dataset").static(cfg)
+
+
 def build_dataset(
     cfg: DataConfig, split: str, views: Sequence[str], transform: Transform | None = None
 ) -> SegmentationDataset:
     """The ``split`` of the configured dataset, loading only ``views``."""
     return DATASETS.get(cfg.dataset, "data.dataset").build(cfg, split, views, transform)
+
+
+def build_target(
+    cfg: DataConfig, views: Sequence[str], transform: Transform | None = None
+) -> SegmentationDataset:
+    """The training split of the unlabelled target domain ``data.target`` of an adaptation method."""
+    if cfg.target is None:
+        raise ConfigError("data.target: this method adapts to a target domain; set data.target "
+                          "(e.g. {dataset: dark_zurich, root: data/dark_zurich, train_split: train})")
+    return build_dataset(cfg.target, cfg.target.train_split, views, transform)
 
 
 def _voc_classes(cfg: DataConfig) -> tuple[str, ...]:
@@ -50,23 +71,65 @@ def _voc_classes(cfg: DataConfig) -> tuple[str, ...]:
     return CLASS_MAPS[cfg.class_map][2]
 
 
+def _mask_dir(cfg: DataConfig, split: str) -> str:
+    """``train_mask_dir`` (e.g. pseudo masks) for the training split when set, else ``mask_dir``."""
+    return cfg.train_mask_dir if cfg.train_mask_dir and split == cfg.train_split else cfg.mask_dir
+
+
 def _voc(cfg: DataConfig, split: str, views: Sequence[str], transform: Transform | None) -> SegmentationDataset:
+    check_tree(Path(cfg.root), "voc")
     return VOCDataset(
         cfg.root, split, views, transform, image_dir=cfg.image_dir, dark_dir=cfg.dark_dir,
-        depth_dir=cfg.depth_dir or "depth", mask_dir=cfg.mask_dir,
+        depth_dir=cfg.depth_dir or "depth", mask_dir=_mask_dir(cfg, split),
         cls_labels=Path(cfg.cls_labels) if cfg.cls_labels else None, class_map=cfg.class_map,
     )
 
 
 def _scenes(cfg: DataConfig, split: str, views: Sequence[str], transform: Transform | None) -> SegmentationDataset:
     """The built-in benchmark, generated on first use (by rank 0 only when running under torchrun)."""
+    def generate() -> Path:  # the tree check too runs once, before the generator writes anything
+        check_tree(Path(cfg.root), "scenes")
+        return ensure_scenes(Path(cfg.root), cfg.scenes)
+
+    root = _generate_once(generate)
+    return VOCDataset(root, split, views, transform, class_names=SCENES_CLASSES, mask_dir=_mask_dir(cfg, split))
+
+
+def _generate_once(generate: Callable[[], Path]) -> Path:
+    """Run a cache generator on rank 0 only when running under torchrun (the other ranks wait, then reuse it)."""
     distributed = dist.is_available() and dist.is_initialized()
     if distributed and dist.get_rank() != 0:
         dist.barrier()
-    root = ensure_scenes(Path(cfg.root), cfg.scenes)
+    root = generate()
     if distributed and dist.get_rank() == 0:
         dist.barrier()
-    return VOCDataset(root, split, views, transform, class_names=SCENES_CLASSES)
+    return root
+
+
+def _align_dir(cfg: DataConfig, split: str) -> Path:
+    return Path(cfg.align_dir) if cfg.align_dir else Path(cfg.root) / "align" / split
+
+
+def _night(reader: Callable[..., SegmentationDataset], paired: bool) -> Builder:
+    """A builder for a Cityscapes-class reader taking (root, split, views, transform[, align_dir, align_flow])."""
+
+    def build(cfg: DataConfig, split: str, views: Sequence[str], transform: Transform | None) -> SegmentationDataset:
+        if paired:
+            return reader(cfg.root, split, views, transform, _align_dir(cfg, split), cfg.align_flow)
+        return reader(cfg.root, split, views, transform)
+
+    return build
+
+
+def _folder(cfg: DataConfig, split: str, views: Sequence[str], transform: Transform | None) -> SegmentationDataset:
+    return FolderDataset(cfg.root, split, views, transform, _align_dir(cfg, split), cfg.align_flow)
+
+
+def _scenes_daynight(cfg: DataConfig, split: str, views: Sequence[str],
+                     transform: Transform | None) -> SegmentationDataset:
+    """The built-in day→night benchmark (a folder dataset), generated on first use."""
+    root = _generate_once(lambda: scenes_daynight.ensure(Path(cfg.root), cfg.scenes_daynight))
+    return FolderDataset(root, split, views, transform, _align_dir(cfg, split), cfg.align_flow, "scenes_daynight")
 
 
 def _lis(cfg: DataConfig, split: str, views: Sequence[str], transform: Transform | None) -> SegmentationDataset:
@@ -78,3 +141,14 @@ def _lis(cfg: DataConfig, split: str, views: Sequence[str], transform: Transform
 DATASETS.register("voc")(DatasetSpec(_voc_classes, _voc))
 DATASETS.register("scenes")(DatasetSpec(lambda cfg: SCENES_CLASSES, _scenes))
 DATASETS.register("lis")(DatasetSpec(lambda cfg: LIS_CLASSES, _lis))
+_CITY, _STATIC = (lambda cfg: CITYSCAPES_CLASSES), (lambda cfg: CITYSCAPES_CLASSES[:NUM_STATIC])
+DATASETS.register("cityscapes")(DatasetSpec(_CITY, _night(cityscapes, False), _STATIC))
+DATASETS.register("dark_zurich")(DatasetSpec(_CITY, _night(dark_zurich, True), _STATIC))
+DATASETS.register("acdc_night")(DatasetSpec(_CITY, _night(night_sets.acdc_night, True), _STATIC))
+DATASETS.register("nighttime_driving")(DatasetSpec(_CITY, _night(night_sets.nighttime_driving, False), _STATIC))
+DATASETS.register("bdd100k_night")(DatasetSpec(_CITY, _night(night_sets.bdd100k_night, False), _STATIC))
+DATASETS.register("nightcity")(DatasetSpec(_CITY, _night(night_sets.nightcity, False), _STATIC))
+DATASETS.register("scenes_daynight")(DatasetSpec(lambda cfg: scenes_daynight.CLASSES, _scenes_daynight,
+                                                 lambda cfg: scenes_daynight.STATIC_CLASSES))
+DATASETS.register("folder")(DatasetSpec(lambda cfg: tuple(read_spec(Path(cfg.root)).classes), _folder,
+                                        lambda cfg: tuple(read_spec(Path(cfg.root)).static_classes)))

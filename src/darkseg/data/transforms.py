@@ -1,4 +1,4 @@
-"""Paired augmentation (same geometry for image, dark, depth and mask) and the evaluation transform.
+"""Paired augmentation (same geometry for image, dark, day, depth, mask and flow) and the evaluation transform.
 
 Both map a NumPy sample (data contract) to tensors: images float32 3×H×W in [0, 1], depth float32 1×H×W, mask int64
 H×W, labels float32. Geometry randomness and photometric randomness come from two generators spawned from the one
@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from darkseg.data.base import Sample
 from darkseg.schema import StrictModel
 
-IMAGE_VIEWS = ("image", "dark")
+IMAGE_VIEWS = ("image", "dark", "day")
 _INTERP = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
@@ -64,7 +64,15 @@ def _resize(sample: Sample, size: tuple[int, int], interp: int) -> Sample:
         out["depth"] = np.clip(cv2.resize(out["depth"], (w, h), interpolation=interp), 0.0, 1.0)
     if "mask" in out and out["mask"].shape != size:
         out["mask"] = cv2.resize(out["mask"], (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
+    if "flow" in out and out["flow"].shape[:2] != size:
+        scale = np.array([w / out["flow"].shape[1], h / out["flow"].shape[0]], np.float32)
+        out["flow"] = cv2.resize(out["flow"], (w, h), interpolation=cv2.INTER_LINEAR) * scale
     return out
+
+
+def _flip_flow(flow: np.ndarray) -> np.ndarray:
+    """A night→day displacement field of horizontally flipped images: mirrored, x component negated."""
+    return flow[:, ::-1] * np.array([-1.0, 1.0], np.float32)
 
 
 def _view_size(sample: Sample) -> tuple[int, int]:
@@ -78,16 +86,16 @@ def _to_tensors(sample: Sample, size: int | None = None, mean: np.ndarray | None
     """NumPy views to contract tensors (uint8 images scaled to [0, 1]); keys outside the contract are dropped.
 
     With ``size``, every spatial view goes to the top-left of a size×size canvas padded with ``mean`` (images,
-    3×1×1), 0 (depth) or 255 (mask).
+    3×1×1), 0 (depth), 255 (mask) or NaN (flow: no correspondence).
     """
-    fills = {"image": mean, "dark": mean, "depth": 0.0, "mask": 255}
+    fills = {"image": mean, "dark": mean, "day": mean, "depth": 0.0, "mask": 255, "flow": np.nan}
     out: Sample = {"id": sample["id"]}
     if "labels" in sample:
         out["labels"] = torch.from_numpy(np.asarray(sample["labels"], np.float32))
     for key, value in sample.items():
         if key not in fills:
             continue
-        chw = value.transpose(2, 0, 1) if key in IMAGE_VIEWS else value[None] if key == "depth" else value
+        chw = value.transpose(2, 0, 1) if key in (*IMAGE_VIEWS, "flow") else value[None] if key == "depth" else value
         h, w = chw.shape[-2:]
         canvas = np.empty((*chw.shape[:-2], size or h, size or w), np.int64 if key == "mask" else np.float32)
         if canvas.shape != chw.shape:
@@ -150,9 +158,9 @@ class PairedTransform:
         x0 = int(geo_rng.integers(0, max(size[1] - crop, 0) + 1))
         window = (slice(y0, y0 + crop), slice(x0, x0 + crop))
         out = dict(sample)
-        for key in (*IMAGE_VIEWS, "depth", "mask"):
+        for key in (*IMAGE_VIEWS, "depth", "mask", "flow"):
             if key in out:
-                view = out[key][:, ::-1] if flip else out[key]
+                view = (_flip_flow(out[key]) if key == "flow" else out[key][:, ::-1]) if flip else out[key]
                 out[key] = view[window]
         images = [k for k in IMAGE_VIEWS if k in out]
         if cfg.jitter is not None:

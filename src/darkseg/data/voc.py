@@ -18,15 +18,23 @@ from darkseg.data.base import (
     labels_from_counts,
     read_id_list,
 )
-from darkseg.data.io import VOC_CLASSES, find_file, read_image, read_mask
+from darkseg.data.io import DEPTH_HINT, VOC_CLASSES, find_file, read_image, read_mask
 from darkseg.data.lis import LIS_CLASSES
 from darkseg.errors import ConfigError, DataError
+from darkseg.fileio import atomic_write
 
 # VOC id -> LIS id for the 8 shared classes (dgkd-official.md §1); every other foreground class becomes 255.
 VOC8_TO_LIS: dict[int, int] = {2: 1, 7: 2, 14: 3, 6: 4, 5: 5, 9: 6, 11: 7, 20: 8}
 CLASS_MAPS: dict[str, tuple[dict[int, int], tuple[str, ...], tuple[str, ...]]] = {
     "voc8_to_lis": (VOC8_TO_LIS, VOC_CLASSES, LIS_CLASSES),
 }
+
+
+# The benchmark's own val/test masks (object borders marked void = 255) score those splits; SBD's augmented masks
+# (no void borders) are for training. A config naming the Aug folder for val/test is switched to the official one
+# when the tree has it (the eval report names the folder used).
+AUG_MASKS, OFFICIAL_MASKS = "SegmentationClassAug", "SegmentationClass"
+OFFICIAL_SPLITS = ("val", "test")
 
 
 def class_map_lut(mapping: dict[int, int], num_source: int) -> np.ndarray:
@@ -69,6 +77,11 @@ def _load_pickled_npy(path: Path) -> object:
 
 def read_cls_labels(path: Path, num_labels: int) -> dict[str, np.ndarray]:
     """A ``cls_labels.npy``-style dict id -> (C-1,) vector; int-encoded ids (2007000032) and strings both work."""
+    if not path.is_file():
+        raise DataError(
+            f"{path}: image-label file not found (data.cls_labels); it is optional: unset data.cls_labels and the "
+            "labels come from the masks, or write it from the masks with 'darkseg data cls-labels ROOT'"
+        )
     try:
         table = _load_pickled_npy(path)
     except Exception as err:  # missing file, not a pickled dict, corrupt file, forbidden pickle content
@@ -84,6 +97,26 @@ def read_cls_labels(path: Path, num_labels: int) -> dict[str, np.ndarray]:
             raise DataError(f"{path}: labels of {key!r} have {vector.size} entries; expected {num_labels}")
         out[label_key(key)] = (vector > 0).astype(np.float32)
     return out
+
+
+def write_cls_labels(
+    root: Path, splits: Sequence[str], out: Path, mask_dir: str = AUG_MASKS, overwrite: bool = False
+) -> int:
+    """Write the labels of ``splits`` derived from their masks to ``out`` as :func:`read_cls_labels` reads them
+    (``np.save`` of a dict id -> (C-1,) float32 multi-hot vector); returns the number of ids."""
+    if out.exists() and not overwrite:
+        raise DataError(f"{out}: file exists; pass --overwrite to replace it or --out to write another file")
+    table: dict[str, np.ndarray] = {}
+    for split in splits:
+        ds = VOCDataset(root, split, ("labels",), mask_dir=mask_dir)
+        table.update((sid, ds.load(i)["labels"]) for i, sid in enumerate(ds.ids))
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, np.array(table, dtype=object), allow_pickle=True)
+
+    atomic_write(out, write)
+    return len(table)
 
 
 def label_key(sample_id: object) -> str:
@@ -137,16 +170,24 @@ class VOCDataset(SegmentationDataset):
         self.label_mismatches: list[str] = []
         self.cls_labels_path = Path(cls_labels) if cls_labels is not None else None
         self._cls = read_cls_labels(self.cls_labels_path, self.source_classes - 1) if self.cls_labels_path else None
+        if mask_dir == AUG_MASKS and split in OFFICIAL_SPLITS and (self.root / OFFICIAL_MASKS).is_dir():
+            mask_dir = OFFICIAL_MASKS
         self.folders = {"image": image_dir, "dark": dark_dir, "depth": depth_dir, "mask": mask_dir}
         needed = [v for v in self.folders if v in self.views]
         if "labels" in self.views and self._cls is None:
             needed.append("mask")
         for view in needed:
             if not (self.root / self.folders[view]).is_dir():
-                raise DataError(f"{self.root / self.folders[view]}: folder for the {view!r} view not found")
+                hint = f"; {DEPTH_HINT}" if view == "depth" else ""
+                raise DataError(f"{self.root / self.folders[view]}: folder for the {view!r} view not found{hint}")
 
     def folder(self, view: str) -> Path:
         return self.root / self.folders[view]
+
+    @property
+    def mask_source(self) -> str:
+        """The folder the masks of this split are read from (named in every evaluation report)."""
+        return str(self.folder("mask"))
 
     def load(self, index: int) -> dict:
         sid = self.ids[index]

@@ -89,9 +89,9 @@ class DiffusionRefiner(nn.Module):
         self.proj = conv_bn(channels, channels)
         self.sampler = DDIMSampler(steps, start_timestep)
 
-    def diffusion_loss(self, target: Tensor) -> Tensor:
-        """L_diff on the (detached) teacher target, Eq. (5) of DGKD-WLSS."""
-        return self.sampler.diffusion_loss(self.denoiser, target)
+    def diffusion_loss(self, target: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """L_diff on the (detached) teacher target, Eq. (5) of DGKD-WLSS; noise drawn from ``generator``."""
+        return self.sampler.diffusion_loss(self.denoiser, target, generator)
 
     def forward(self, student: Tensor) -> Tensor:
         """proj(DDIM-denoised student), the F̄_d of Eq. (7) of DGKD-WLSS."""
@@ -152,8 +152,11 @@ class DistillLevel(nn.Module):
                 return self.random_projection(f_t), None
         return f_t, None
 
-    def forward(self, f_s: Tensor, f_t: Tensor) -> dict[str, Tensor]:
-        """Weighted loss terms of one level: Σ (L_diff + L_kd) summand of Eq. (14) of DGKD-WLSS (+ L_ae)."""
+    def forward(self, f_s: Tensor, f_t: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Weighted loss terms of one level: Σ (L_diff + L_kd) summand of Eq. (14) of DGKD-WLSS (+ L_ae).
+
+        The diffusion noise comes from ``generator`` (default: the global RNG).
+        """
         if f_s.shape[0] != f_t.shape[0] or f_s.shape[2:] != f_t.shape[2:]:
             raise ValueError(
                 f"student {tuple(f_s.shape)} and teacher {tuple(f_t.shape)} features need the same batch and "
@@ -165,7 +168,7 @@ class DistillLevel(nn.Module):
         student = self.adapter(f_s)
         losses: dict[str, Tensor] = {}
         if self.refiner is not None:
-            losses["diff"] = cfg.weight_diff * self.refiner.diffusion_loss(target)
+            losses["diff"] = cfg.weight_diff * self.refiner.diffusion_loss(target, generator)
             student = self.refiner(student)
         losses["kd"] = cfg.weight_kd * kd_distance(cfg.loss, student, target, cfg.tau)
         if ae_loss is not None:
@@ -200,13 +203,16 @@ class MultiLevelDistiller(nn.Module):
             for name, cfg in cfgs.items()
         })
 
-    def forward(self, student_feats: Mapping[str, Tensor], teacher_feats: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """``{"<level>/<term>": loss}`` for every level and term."""
+    def forward(
+        self, student_feats: Mapping[str, Tensor], teacher_feats: Mapping[str, Tensor],
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Tensor]:
+        """``{"<level>/<term>": loss}`` for every level and term; diffusion noise drawn from ``generator``."""
         losses: dict[str, Tensor] = {}
         for name, level in self.levels.items():
             if name not in student_feats or name not in teacher_feats:
                 raise KeyError(f"distill level {name!r} needs a student and a teacher feature of that name")
-            for term, value in level(student_feats[name], teacher_feats[name]).items():
+            for term, value in level(student_feats[name], teacher_feats[name], generator).items():
                 losses[f"{name}/{term}"] = value
         return losses
 

@@ -19,18 +19,30 @@ from darkseg.metrics import ConfusionMatrix
 
 @torch.no_grad()
 def class_maps(model: nn.Module, image: torch.Tensor, labels: torch.Tensor, depth: torch.Tensor | None,
-               flip: bool = True) -> torch.Tensor:
-    """Foreground maps (C-1, H, W) in [0, 1]: the model's masks at input size (± flip), max-normalised per class,
-    zeroed for classes absent from the image labels (the usual CAM protocol uses the ground-truth labels)."""
-    x = torch.cat([image, image.flip(-1)]) if flip else image
-    d = None if depth is None else (torch.cat([depth, depth.flip(-1)]) if flip else depth)
-    masks = model(x, d)["masks"].float() if d is not None else model(x)["masks"].float()
-    masks = F.interpolate(masks, size=image.shape[-2:], mode="bilinear", align_corners=False)
-    if flip:
-        masks = 0.5 * (masks[:1] + masks[1:].flip(-1))
-    fg = masks[0, 1:].clamp_min(0)
-    fg = fg / fg.flatten(1).amax(1).clamp_min(1e-6)[:, None, None]
-    return fg * labels.view(-1, 1, 1).to(fg.dtype)
+               flip: bool = True, scales: tuple[float, ...] = (1.0,), minmax: bool = False) -> torch.Tensor:
+    """Foreground maps (C-1, H, W) in [0, 1]: the model's masks at each scale (± flip), resized to the input size and
+    summed, zeroed for classes absent from the image labels (the usual CAM protocol uses the ground-truth labels),
+    then normalised per class by the max, or with ``minmax`` by SEAM's (x − min − 1e-5)/(max − min + 1e-5) ≥ 0."""
+    h, w = image.shape[-2:]
+    total = torch.zeros(())
+    for s in scales:
+        size = (max(1, round(h * s)), max(1, round(w * s)))
+        x = image if size == (h, w) else F.interpolate(image, size=size, mode="bilinear", align_corners=False)
+        d = depth if depth is None or size == (h, w) else F.interpolate(depth, size=size, mode="bilinear",
+                                                                       align_corners=False)
+        x = torch.cat([x, x.flip(-1)]) if flip else x
+        d = None if d is None else (torch.cat([d, d.flip(-1)]) if flip else d)
+        masks = model(x, d)["masks"].float() if d is not None else model(x)["masks"].float()
+        masks = F.interpolate(masks, size=(h, w), mode="bilinear", align_corners=False)
+        if flip:
+            masks = masks[:1] + masks[1:].flip(-1)
+        total = total.to(masks) + masks[0, 1:].clamp_min(0)
+    fg = total * labels.view(-1, 1, 1).to(total.dtype)
+    hi = fg.flatten(1).amax(1)[:, None, None]
+    if minmax:
+        lo = fg.flatten(1).amin(1)[:, None, None]
+        return F.relu(fg - lo - 1e-5) / (hi - lo + 1e-5)
+    return fg / hi.clamp_min(1e-6)
 
 
 def pseudo_mask(fg: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -42,6 +54,7 @@ def pseudo_mask(fg: torch.Tensor, threshold: float) -> torch.Tensor:
 def sweep(
     model: nn.Module, dataset: Dataset, input_view: str, device: torch.device, out_dir: Path,
     thresholds: list[float], num_workers: int = 0, on_error: str = "raise", flip: bool = True,
+    scales: tuple[float, ...] = (1.0,), minmax: bool = False,
 ) -> dict:
     """CAMs (float16 .npy) of every sample, the mIoU per background threshold, and pseudo masks at the best one."""
     model.eval()
@@ -55,7 +68,7 @@ def sweep(
     for s in tqdm(samples, total=len(dataset), desc="cam", dynamic_ncols=True, mininterval=2):  # type: ignore[arg-type]
         image = s[input_view][None].to(device)
         depth = s["depth"][None].to(device) if depth_needed else None
-        fg = class_maps(model, image, s["labels"].to(device), depth, flip).cpu()
+        fg = class_maps(model, image, s["labels"].to(device), depth, flip, scales, minmax).cpu()
         np.save(cam_dir / f"{s['id']}.npy", fg.numpy().astype(np.float16))
         ids.append(s["id"])
         for t, cm in cms.items():

@@ -26,7 +26,10 @@ class TrainConfig(StrictModel):
     compile: bool = False
     channels_last: bool = False
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
-    threads: PositiveInt | None = Field(None, description="torch CPU threads; None = torch default")
+    threads: PositiveInt | Literal["auto"] = Field(
+        "auto", description="torch CPU threads per process; auto = min(4, CPUs available / processes on the node). "
+        "More threads than free cores make CPU work many times slower on a busy machine"
+    )
     log_every: PositiveInt = 20
     val_every: int = Field(0, ge=0, description="validate every N iterations (0 = only at the end)")
     ckpt_every: int = Field(500, ge=0, description="periodic checkpoint every N iterations (0 = only the final)")

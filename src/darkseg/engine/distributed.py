@@ -87,6 +87,15 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def sync_buffers(module: nn.Module, device: torch.device) -> None:
+    """Give every rank rank 0's buffers (e.g. BatchNorm statistics, which differ per rank without SyncBN)."""
+    if dist.is_available() and dist.is_initialized():
+        for buf in unwrap(module).buffers():
+            moved = buf.data.to(device)
+            dist.broadcast(moved, src=0)
+            buf.data.copy_(moved)
+
+
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

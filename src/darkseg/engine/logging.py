@@ -33,6 +33,12 @@ class CSVLog:
         with self.path.open("a", newline="") as f:
             csv.DictWriter(f, fieldnames=self.columns).writerow(row)
 
+    def rows(self) -> list[dict[str, str]]:
+        if not self.path.is_file():
+            return []
+        with self.path.open() as f:
+            return list(csv.DictReader(f))
+
     def truncate_after(self, iteration: int) -> None:
         """Drop rows logged after ``iteration`` (a resumed run re-logs them)."""
         if not self.path.is_file():
@@ -54,9 +60,9 @@ class RunLogger:
             return
         self.train_csv = CSVLog(run_dir / "train_log.csv")
         self.val_csv = CSVLog(run_dir / "val_log.csv")
-        if resume_from:
-            self.train_csv.truncate_after(resume_from)
-            self.val_csv.truncate_after(resume_from)
+        # Rows after the iteration the run continues from belong to lost work: a resumed run logs them again.
+        self.train_csv.truncate_after(resume_from)
+        self.val_csv.truncate_after(resume_from)
         self.tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=resume_from or None)
 
     def log_train(self, iteration: int, scalars: dict[str, float]) -> None:
@@ -72,6 +78,18 @@ class RunLogger:
         for k, v in scalars.items():
             self.tb.add_scalar(f"val/{k}", v, iteration)
         self.val_csv.write({"iteration": iteration, **scalars})
+
+    def has_val(self, iteration: int) -> bool:
+        """Whether ``val_log.csv`` already holds a validation of ``iteration`` (rank 0; False elsewhere)."""
+        return self.enabled and any(int(float(r["iteration"])) == iteration for r in self.val_csv.rows())
+
+    def best_val(self) -> dict[str, float | int] | None:
+        """The best validation logged so far (highest mIoU, earliest on ties), as the trainer's ``best``."""
+        best = None
+        for r in self.val_csv.rows() if self.enabled else []:
+            if best is None or float(r["miou"]) > best["miou"]:
+                best = {"iteration": int(float(r["iteration"])), "miou": float(r["miou"]), "pixacc": float(r["pixacc"])}
+        return best
 
     def close(self) -> None:
         if self.enabled:

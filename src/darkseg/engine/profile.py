@@ -88,7 +88,7 @@ def _synthetic_batch(views: tuple[str, ...], size: int, num_classes: int, device
     n = TRAIN_BATCH
     batch: dict = {}
     for v in views:
-        if v in ("image", "dark"):
+        if v in ("image", "dark", "day"):
             batch[v] = torch.rand(n, 3, size, size, device=device) if device.type != "meta" else \
                 torch.empty(n, 3, size, size, device=device)
         elif v == "depth":
@@ -100,6 +100,8 @@ def _synthetic_batch(views: tuple[str, ...], size: int, num_classes: int, device
             batch[v] = labels
         elif v == "mask":
             batch[v] = torch.zeros(n, size, size, dtype=torch.long, device=device)
+        elif v == "flow":
+            batch[v] = torch.zeros(n, 2, size, size, device=device)
     return batch
 
 
@@ -121,7 +123,12 @@ def _training(
     with device:
         method = build_method(cfg, load_external=False)
     method.nets.train()
-    batch = _synthetic_batch(method.train_views(), size, method.info.num_classes, device)
+    domains = method.train_domains()
+    if domains is None:
+        batch = _synthetic_batch(method.train_views(), size, method.info.num_classes, device)
+    else:  # one batch per training domain, keyed "domain/view" as data.loader.domain_streams yields them
+        batch = {f"{name}/{k}": v for name, d in domains.items()
+                 for k, v in _synthetic_batch(d.views, size, method.info.num_classes, device).items()}
 
     def step() -> None:
         ctx: dict = {}

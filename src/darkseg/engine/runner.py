@@ -6,21 +6,26 @@ import json
 import logging
 import os
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
+from pydantic import ValidationError
 from torch import nn
+from torch.utils.data import Dataset
 
 from darkseg.config import ExperimentConfig
-from darkseg.data.loader import train_stream
-from darkseg.data.registry import build_dataset, class_names
+from darkseg.data.loader import domain_streams, train_stream
+from darkseg.data.registry import build_dataset, build_target, class_names
 from darkseg.data.transforms import EvalTransform, PairedTransform
 from darkseg.engine import checkpoint as ckpt
-from darkseg.engine.distributed import DistEnv, init_distributed, resolve_device
+from darkseg.engine.distributed import DistEnv, barrier, init_distributed, resolve_device
 from darkseg.engine.evaluator import evaluate
 from darkseg.engine.trainer import Trainer, TrainResult
 from darkseg.errors import CheckpointError, ConfigError
+from darkseg.fileio import atomic_write_bytes
 from darkseg.methods.base import DatasetInfo, Method
 from darkseg.methods.catalog import METHODS
 from darkseg.metrics import SegMetrics
@@ -41,8 +46,7 @@ def build_method(cfg: ExperimentConfig, load_external: bool = True) -> Method:
 
 def setup_runtime(cfg: ExperimentConfig) -> tuple[torch.device, DistEnv]:
     """Threads, determinism, seeds and the process group; returns (device, distributed environment)."""
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    torch.set_num_threads(resolve_threads(cfg.train.threads))
     provisional = DistEnv(local_rank=int(os.environ.get("LOCAL_RANK", "0")))
     device = resolve_device(cfg.train.device, provisional)
     env = init_distributed(device)
@@ -51,6 +55,15 @@ def setup_runtime(cfg: ExperimentConfig) -> tuple[torch.device, DistEnv]:
         torch.backends.cudnn.deterministic = True
     seed_everything(cfg.seed)
     return device, env
+
+
+def resolve_threads(threads: int | str) -> int:
+    """``train.threads``; ``auto`` = min(4, CPUs this process may use / processes of this job on the node)."""
+    if threads != "auto":
+        return int(threads)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, min(4, cpus // max(local, 1)))
 
 
 def seed_everything(seed: int) -> None:
@@ -64,10 +77,95 @@ def eval_views(model: nn.Module, input_view: str) -> tuple[str, ...]:
     return views + ("depth",) if getattr(model, "uses_depth", False) else views
 
 
-def train(cfg: ExperimentConfig, resume: bool = False, stop_at: int | None = None) -> TrainResult:
-    """Train a config end to end: writes config.yaml, logs, checkpoints, model_final.safetensors, metrics."""
+# What a run folder holds: ``--overwrite`` deletes exactly these, a new run refuses to start over any of them.
+RUN_FILES = ("config.yaml", "train_log.csv", "val_log.csv", "train_summary.json", "model_final.safetensors",
+             "model_best.safetensors", "checkpoints", "tensorboard")
+# Config keys that may differ on --resume: they do not change the weights a run produces (README guarantees).
+SAFE_ON_RESUME = ("output_dir", "train.device", "train.threads", "train.progress", "train.log_every",
+                  "train.ckpt_every", "train.keep_last", "data.num_workers", "data.on_error",
+                  "eval.inference.batch_size", "eval.split", "eval.data")
+
+
+def check_run_dir(cfg: ExperimentConfig, resume: bool | Path, overwrite: bool) -> list[Path]:
+    """Refuse to start a new run over an existing one; on resume, refuse a changed config.
+
+    Returns the run files ``--overwrite`` will delete (nothing is deleted here).
+    """
+    run_dir = cfg.run_dir()
+    present = [run_dir / f for f in RUN_FILES if (run_dir / f).exists()]
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite: choose one (continue the run, or delete it and start again)")
+    if present and not resume and not overwrite:
+        raise ConfigError(f"{run_dir}: already holds a run ({', '.join(p.name for p in present)}); continue it with "
+                          "--resume, delete its run files and start again with --overwrite, or set another output_dir")
+    if resume and (run_dir / "config.yaml").is_file():
+        changed = config_changes(run_dir / "config.yaml", cfg)
+        if changed:
+            key, old, new = changed[0]
+            more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+            raise ConfigError(
+                f"{run_dir / 'config.yaml'}: --resume with a changed config: {key} was {old!r}, now {new!r}{more}; "
+                f"resume with the run's config (only {', '.join(SAFE_ON_RESUME)} may change) or train into a new "
+                "output_dir"
+            )
+    return present if overwrite else []
+
+
+def _flatten(tree: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(tree, dict):
+        out: dict[str, object] = {}
+        for k, v in tree.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out if out or not prefix else {prefix[:-1]: {}}
+    return {prefix[:-1]: tree}
+
+
+def config_changes(saved: Path, cfg: ExperimentConfig) -> list[tuple[str, object, object]]:
+    """(key, saved value, new value) for every key outside ``SAFE_ON_RESUME`` that differs from the run's config."""
+    try:
+        old_cfg = ExperimentConfig.model_validate(yaml.safe_load(saved.read_text()))
+    except (yaml.YAMLError, ValidationError) as err:
+        raise ConfigError(f"{saved}: cannot read the run's config ({type(err).__name__}); "
+                          "resume needs it to check that the config is unchanged") from None
+    old, new = _flatten(old_cfg.model_dump(mode="json")), _flatten(cfg.model_dump(mode="json"))
+    safe = tuple(SAFE_ON_RESUME)
+    return [(k, old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys())
+            if old.get(k) != new.get(k) and not any(k == s or k.startswith(s + ".") for s in safe)]
+
+
+def delete_run_files(files: list[Path]) -> None:
+    """``--overwrite``: remove the listed run files (and only them), saying so."""
+    for p in files:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    if files:
+        log.warning("--overwrite: deleted %s in %s", ", ".join(p.name for p in files), files[0].parent)
+
+
+def training_data(cfg: ExperimentConfig, method: Method) -> Dataset | dict[str, Dataset]:
+    """The training set, or one per domain when the method declares several (``Method.train_domains``)."""
+    domains = method.train_domains()
+    if domains is None:
+        transform = PairedTransform(cfg.data.augment, cfg.data.mean, cfg.data.std)
+        return build_dataset(cfg.data, cfg.data.train_split, method.train_views(), transform)
+    sets: dict[str, Dataset] = {}
+    for name, domain in domains.items():
+        section = cfg.data.target if domain.section == "target" and cfg.data.target is not None else cfg.data
+        transform = PairedTransform(section.augment, section.mean, section.std)
+        sets[name] = (build_target(cfg.data, domain.views, transform) if domain.section == "target"
+                      else build_dataset(cfg.data, cfg.data.train_split, domain.views, transform))
+    return sets
+
+
+def train(cfg: ExperimentConfig, resume: bool | Path = False, stop_at: int | None = None,
+          overwrite: bool = False) -> TrainResult:
+    """Train a config end to end: writes config.yaml, logs, checkpoints, model_final.safetensors, metrics.
+
+    ``resume``: True continues from the run's newest usable checkpoint, a path from that checkpoint.
+    ``overwrite``: delete an existing run's files first (without it, an existing run is never touched).
+    """
     if cfg.data.val_split == cfg.data.test_split:
         raise ConfigError("data.val_split: model selection must not use the test split; choose another split")
+    doomed = check_run_dir(cfg, resume, overwrite)  # every rank, before anything is written
     device, env = setup_runtime(cfg)
     run_dir = cfg.run_dir()
     method = build_method(cfg)
@@ -75,28 +173,30 @@ def train(cfg: ExperimentConfig, resume: bool = False, stop_at: int | None = Non
     if cfg.data.augment.crop_size < minimum:
         raise ConfigError(f"data.augment.crop_size: {cfg.data.augment.crop_size} is smaller than the {minimum} pixels "
                           "this model needs (its output stride); use a larger crop")
-    transform = PairedTransform(cfg.data.augment, cfg.data.mean, cfg.data.std)
-    train_set = build_dataset(cfg.data, cfg.data.train_split, method.train_views(), transform)
+    train_set = training_data(cfg, method)
     deploy = method.deploy_model()
     val_set = build_dataset(cfg.data, cfg.data.val_split, eval_views(deploy, method.input_view()), EvalTransform())
-    if env.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(cfg.to_yaml())
 
     def batches(start: int):
-        return train_stream(train_set, cfg.data.batch_size, cfg.seed, start, cfg.data.num_workers,
-                            cfg.data.on_error, env.rank, env.world_size)
+        stream = domain_streams if isinstance(train_set, dict) else train_stream
+        return stream(train_set, cfg.data.batch_size, cfg.seed, start, cfg.data.num_workers,  # type: ignore[arg-type]
+                      cfg.data.on_error, env.rank, env.world_size)
 
     def validate(model: nn.Module) -> SegMetrics:
         return evaluate(model, val_set, method.input_view(), cfg.eval.inference, device, env,
                         num_workers=cfg.data.num_workers, on_error=cfg.data.on_error, progress=False)
 
     trainer = Trainer(method, cfg.train, run_dir, device, env, batches, cfg.data.batch_size, validate)
+    if env.is_main:  # the last check has passed: from here on the run folder is written
+        delete_run_files(doomed)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not (run_dir / "config.yaml").is_file():  # a resumed run keeps the config that produced its weights
+            atomic_write_bytes(run_dir / "config.yaml", cfg.to_yaml().encode())
+    barrier()
     result = trainer.fit(resume=resume, stop_at=stop_at)
     if result.completed and env.is_main:
-        (run_dir / "train_summary.json").write_text(
-            json.dumps({"iterations": result.iteration, "best_val": result.best}, indent=2)
-        )
+        summary = {"iterations": result.iteration, "best_val": result.best}
+        atomic_write_bytes(run_dir / "train_summary.json", json.dumps(summary, indent=2).encode())
     return result
 
 
@@ -127,6 +227,27 @@ def evaluate_config(
     cfg: ExperimentConfig, weights: Path | None, split: str, progress: bool = True
 ) -> SegMetrics:
     """Evaluate the deployed model of a config on a split."""
+    return evaluate_split(cfg, weights, split, progress)[0]
+
+
+def warn_if_off_training_scale(cfg: ExperimentConfig, dataset: Dataset) -> None:
+    """Warn when no evaluation scale brings the images to the long sides training rescaled them to."""
+    aug = cfg.data.augment
+    if aug.scale_mode != "long_side" or len(dataset) == 0:  # type: ignore[arg-type]
+        return
+    h, w = dataset[0]["mask"].shape[-2:]
+    low, high = aug.long_side
+    seen = [round(s * max(h, w)) for s in cfg.eval.inference.scales]
+    if not any(low <= x <= high for x in seen):
+        log.warning("eval: the model was trained on images rescaled to a long side of %d-%d px "
+                    "(data.augment.long_side) but is evaluated at %s px; set eval.inference.scales=[%.2f] to match",
+                    low, high, "/".join(map(str, seen)), (low + high) / 2 / max(h, w))
+
+
+def evaluate_split(
+    cfg: ExperimentConfig, weights: Path | None, split: str, progress: bool = True
+) -> tuple[SegMetrics, str]:
+    """The metrics of the deployed model on a split and where its ground-truth masks came from."""
     device, env = setup_runtime(cfg)
     model = load_deployed(cfg, weights, device)
     data = cfg.eval.data or cfg.data
@@ -134,5 +255,8 @@ def evaluate_config(
         raise ConfigError(f"eval.data: classes {class_names(data)} differ from the training classes; "
                           "use a class_map that makes them agree")
     dataset = build_dataset(data, split, eval_views(model, input_view_of(cfg)), EvalTransform())
-    return evaluate(model, dataset, input_view_of(cfg), cfg.eval.inference, device, env,
-                    num_workers=cfg.data.num_workers, on_error=cfg.data.on_error, progress=progress)
+    warn_if_off_training_scale(cfg, dataset)
+    masks = getattr(dataset, "mask_source", f"{data.dataset} annotations under {data.root}")
+    metrics = evaluate(model, dataset, input_view_of(cfg), cfg.eval.inference, device, env,
+                       num_workers=cfg.data.num_workers, on_error=cfg.data.on_error, progress=progress)
+    return metrics, masks

@@ -18,13 +18,14 @@ from tqdm import tqdm
 
 from darkseg.engine import checkpoint as ckpt
 from darkseg.engine.config import TrainConfig
-from darkseg.engine.distributed import DistEnv, broadcast_flag, unwrap, wrap_ddp
+from darkseg.engine.distributed import DistEnv, broadcast_flag, sync_buffers, unwrap, wrap_ddp
 from darkseg.engine.logging import RunLogger
 from darkseg.engine.optim import IterationScheduler, OptimConfig, build_optimizer, build_param_groups
-from darkseg.errors import DarksegError, DataError
+from darkseg.errors import CheckpointError, ConfigError, DarksegError, DataError
 from darkseg.methods.base import Method
 from darkseg.metrics import SegMetrics
 from darkseg.models.weights import load_into
+from darkseg.precision import effective_amp
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,11 @@ BatchStream = Callable[[int], Iterator[dict]]
 Validator = Callable[[torch.nn.Module], SegMetrics]
 
 
+_NON_FINITE_ADVICE = "to lower train.optim.lr or set train.grad_clip, train again with --overwrite or another output_dir"
+
+
 class NonFiniteLossError(DarksegError):
-    """A loss became NaN or Inf."""
+    """A loss, or the weights, became NaN or Inf."""
 
 
 @dataclass
@@ -42,10 +46,12 @@ class TrainResult:
     completed: bool
     best: dict[str, Any] | None
     final_weights: Path | None
+    interrupted: int | None = None  # the signal number that stopped the run (SIGINT, SIGTERM), if any
 
 
 def autocast_context(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16/fp16 autocast for the device, or a no-op."""
+    """bf16/fp16 autocast for the device, or a no-op (also for bf16 on a CPU without native bfloat16)."""
+    amp = effective_amp(amp, device.type)
     if amp == "off":
         return contextlib.nullcontext()
     if amp == "fp16" and device.type != "cuda":
@@ -85,10 +91,20 @@ class Trainer:
         self.iteration = 0
         self.best: dict[str, Any] | None = None
         self.skipped: list[str] = []
-        self._stop_requested = False
+        self._stop_signal: int | None = None
+        self._saving = False
+        self._abort_pending = False
         self._saved_at = -1
+        self._resumed_from: str | None = None
+        self._last_losses: list[torch.Tensor] = []
 
         method.nets.to(device)
+        method.nets.train()
+        self.min_batch = 2 if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training
+                                  for m in method.nets.modules()) else 1
+        if batch_size < self.min_batch:
+            raise ConfigError(f"data.batch_size: {batch_size} is too small for training BatchNorm layers "
+                              f"(they need {self.min_batch} or more samples per batch and process); use a larger batch")
         if cfg.channels_last and device.type == "cpu":
             # Measured: oneDNN's AVX-512 1x1-convolution weight gradient segfaults on channels-last tensors with
             # 2 threads (torch 2.13 CPU); channels-last is a GPU optimisation anyway.
@@ -149,25 +165,85 @@ class Trainer:
         }
 
     def save(self, name: str, update_last: bool = True) -> Path | None:
-        """Write a checkpoint (rank 0); periodic ones are pruned to ``keep_last``."""
+        """Write a checkpoint (rank 0); periodic ones are pruned to ``keep_last``.
+
+        Weights with NaN/Inf are never written: training stops naming the last good checkpoint instead. A second
+        Ctrl-C during the write takes effect once the checkpoint is complete.
+        """
         self._saved_at = self.iteration
         if not self.env.is_main:
             return None
+        weights = self._weights()
+        bad = ckpt.non_finite(weights)
+        if bad:
+            raise NonFiniteLossError(
+                f"weights {bad[0]!r} (and {len(bad) - 1} more) hold NaN/Inf after iteration {self.iteration}; "
+                f"training stopped, {self._last_good_hint()}; {_NON_FINITE_ADVICE}"
+            )
+        loss = float(sum(float(v) for v in self._last_losses)) if self._last_losses else None
         meta = {
             "iteration": self.iteration,
             "method": self.method.name,
             "deploy_net": self.method.deploy_net,
             "nets": self.method.checkpoint_nets(),
+            "loss": loss,
         }
-        path = ckpt.save_checkpoint(
-            self.ckpt_dir, name, self._weights(), self._trainer_state(), meta,
-            keep_last=self.cfg.keep_last, update_last=update_last,
-        )
+        self._saving = True
+        try:
+            path = ckpt.save_checkpoint(
+                self.ckpt_dir, name, weights, self._trainer_state(), meta,
+                keep_last=self.cfg.keep_last, update_last=update_last,
+            )
+        finally:
+            self._saving = False
+        if self._abort_pending:
+            raise KeyboardInterrupt
         return path
 
-    def resume(self, path: Path) -> None:
-        """Restore networks, optimisers, schedules, scaler, RNG and iteration from a checkpoint directory."""
-        weights, state, meta = ckpt.load_checkpoint(path)
+    def _last_good_hint(self) -> str:
+        last = ckpt.latest_checkpoint(self.ckpt_dir)
+        if last is None:
+            return "no checkpoint was written before"
+        return f"last good checkpoint: {last} (--resume {last} continues from it with the same config)"
+
+    def resume(self, path: Path | None = None) -> Path | None:
+        """Restore the run from ``path``, or from the newest complete, loadable checkpoint of the run.
+
+        Damaged, incomplete or non-finite checkpoints are skipped with a warning naming each and why. Returns the
+        checkpoint used (None: the run has no checkpoint; an error if it has some but none can be used).
+        """
+        if path is not None:
+            path = Path(path)
+            if path.resolve().parent not in (self.ckpt_dir.resolve(), (self.ckpt_dir / "superseded").resolve()):
+                raise CheckpointError(f"{path}: not a checkpoint of this run; --resume takes a directory under "
+                                      f"{self.ckpt_dir}")
+            weights, state, meta = ckpt.load_resumable(path)
+            self._restore(path, weights, state, meta)
+            if self.env.is_main:
+                ckpt.set_aside(self.ckpt_dir, ckpt.newer_than(self.ckpt_dir, path), f"resuming from {path.name}")
+            return path
+        candidates, notes = ckpt.checkpoint_candidates(self.ckpt_dir)
+        for note in notes:
+            log.warning("resume: %s", note)
+        skipped: list[Path] = []
+        for cand in candidates:
+            try:
+                weights, state, meta = ckpt.load_resumable(cand)
+            except CheckpointError as err:
+                log.warning("resume: skipped %s: %s", cand.name, err)
+                skipped.append(cand)
+                continue
+            self._restore(cand, weights, state, meta)
+            if self.env.is_main:  # out of the way of pruning and of later resumes, but kept
+                ckpt.set_aside(self.ckpt_dir, skipped, f"resuming from {cand.name}")
+            return cand
+        if skipped:
+            raise CheckpointError(f"{self.ckpt_dir}: no usable checkpoint ({', '.join(p.name for p in skipped)} "
+                                  "skipped, see the warnings above); start again with --overwrite or set another "
+                                  "output_dir")
+        return None
+
+    def _restore(self, path: Path, weights: dict, state: dict, meta: dict) -> None:
         if meta.get("method") != self.method.name:
             raise DarksegError(f"{path}: checkpoint of method {meta.get('method')!r}, config says {self.method.name!r}")
         for name in self.method.checkpoint_nets():
@@ -182,19 +258,24 @@ class Trainer:
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
         self.iteration = int(state["iteration"])
         self.best = json.loads(state["best"])
+        self._saved_at = self.iteration
+        self._resumed_from = path.name
         log.info("resumed from %s at iteration %d", path, self.iteration)
 
     # -- loop -----------------------------------------------------------------------------------------------
-    def _on_sigint(self, signum: int, frame: Any) -> None:
-        if self._stop_requested:
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._stop_signal is not None:
+            if self._saving:  # never leave a half-written checkpoint: abort once it is complete
+                self._abort_pending = True
+                return
             raise KeyboardInterrupt
-        self._stop_requested = True
-        print("\ninterrupt: finishing this iteration and writing a checkpoint (press Ctrl-C again to abort)",
-              file=sys.stderr)
+        self._stop_signal = signum
+        print(f"\n{signal.Signals(signum).name}: finishing this iteration and writing a checkpoint "
+              "(signal again to abort without it)", file=sys.stderr)
 
-    def request_stop(self) -> None:
-        """Stop after the current iteration, writing a checkpoint (used by the Ctrl-C handler)."""
-        self._stop_requested = True
+    def request_stop(self, signum: int = signal.SIGINT) -> None:
+        """Stop after the current iteration, writing a checkpoint (what SIGINT/SIGTERM do)."""
+        self._stop_signal = signum
 
     def _step(self, batch: dict, ctx: dict) -> dict[str, torch.Tensor | float]:
         """One iteration: every phase's forward, backward and optimiser step; returns detached scalars."""
@@ -226,11 +307,10 @@ class Trainer:
 
     def _raise_non_finite(self, losses: dict[str, torch.Tensor]) -> None:
         bad = {k: float(v.detach()) for k, v in losses.items() if not bool(torch.isfinite(v.detach()))}
-        last = ckpt.latest_checkpoint(self.ckpt_dir)
         name, value = next(iter(bad.items()))
         raise NonFiniteLossError(
-            f"loss {name!r} is {value} at iteration {self.iteration}; training stopped, "
-            f"last good checkpoint: {last or 'none'}; lower train.optim.lr or set train.grad_clip"
+            f"loss {name!r} is {value} at iteration {self.iteration + 1}; training stopped, "
+            f"{self._last_good_hint()}; {_NON_FINITE_ADVICE}"
         )
 
     def _note_skipped(self, skipped: list[str]) -> None:
@@ -238,49 +318,87 @@ class Trainer:
             log.warning("skipped sample: %s", msg)
         self.skipped += skipped
 
+    def _val_due(self, iteration: int) -> bool:
+        return iteration >= self.cfg.iterations or bool(self.cfg.val_every and iteration % self.cfg.val_every == 0)
+
     def _run_validation(self) -> None:
-        if self.validate is None:
+        """Validate at this iteration unless the run's ``val_log.csv`` already has it (a resumed run)."""
+        if self.validate is None or broadcast_flag(self._logger.has_val(self.iteration), self.device):
             return
+        if self.env.enabled:
+            sync_buffers(self.method.deploy_model(), self.device)  # rank 0's BN statistics, as in the checkpoint
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             model = unwrap(self.method.deploy_model())
             metrics = self.validate(model)
             self.method.nets.train()
-        self._logger.log_val(self.iteration, {"miou": metrics.miou, "pixacc": metrics.pixacc})
-        log.info("iteration %d: val mIoU %.2f PixAcc %.2f", self.iteration, metrics.miou, metrics.pixacc)
         if self.best is None or metrics.miou > self.best["miou"]:
             self.best = {"iteration": self.iteration, "miou": metrics.miou, "pixacc": metrics.pixacc}
             if self.env.is_main:
                 deploy = unwrap(self.method.deploy_model()).state_dict()
                 ckpt.save_weights(self.run_dir / "model_best.safetensors", deploy, {"iteration": str(self.iteration)})
+        self._logger.log_val(self.iteration, {"miou": metrics.miou, "pixacc": metrics.pixacc})
+        log.info("iteration %d: val mIoU %.2f PixAcc %.2f", self.iteration, metrics.miou, metrics.pixacc)
 
-    def fit(self, resume: bool = False, stop_at: int | None = None) -> TrainResult:
-        """Train to ``cfg.iterations`` (or stop after iteration ``stop_at``), resuming from the last checkpoint."""
+    def _validate_after_saving(self) -> None:
+        """Validation never loses training progress: a checkpoint of this iteration exists before it fails."""
+        try:
+            self._run_validation()
+        except Exception:
+            if self._saved_at != self.iteration:
+                self.save(f"iter_{self.iteration:07d}")
+            raise
+
+    def _too_small(self, batch: dict) -> bool:
+        """Whether (on any rank) skipped samples left fewer than ``min_batch`` samples to train on."""
+        sizes = [v.shape[0] for v in batch.values() if isinstance(v, torch.Tensor)]
+        small = min(sizes, default=0) < self.min_batch
+        if self.env.enabled:
+            small = broadcast_flag(small, self.device)
+        return small
+
+    def fit(self, resume: bool | Path = False, stop_at: int | None = None) -> TrainResult:
+        """Train to ``cfg.iterations`` (or stop after iteration ``stop_at``).
+
+        ``resume``: True continues from the newest usable checkpoint of the run, a path from that checkpoint.
+        """
         cfg = self.cfg
+        if self.env.is_main:
+            ckpt.clean_stale(self.ckpt_dir)
         if resume:
-            last = ckpt.latest_checkpoint(self.ckpt_dir)
-            if last is None:
+            used = self.resume(None if resume is True else Path(resume))
+            if used is None:
                 log.info("--resume: no checkpoint in %s, starting from scratch", self.ckpt_dir)
-            else:
-                self.resume(last)
         self._logger = RunLogger(self.run_dir, self.env.is_main, resume_from=self.iteration)
+        if self.env.is_main and resume:
+            self.best = self._logger.best_val() or self.best
         end = min(cfg.iterations, stop_at) if stop_at else cfg.iterations
         self.method.nets.train()
-        previous = signal.signal(signal.SIGINT, self._on_sigint) if self._can_handle_signals() else None
+        handled = (signal.SIGINT, signal.SIGTERM) if self._can_handle_signals() else ()
+        previous = {s: signal.signal(s, self._on_signal) for s in handled}
         bar = tqdm(
             total=cfg.iterations, initial=self.iteration, disable=not (cfg.progress and self.env.is_main),
             dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0, desc="train",
         )
         try:
+            if self.iteration and self.iteration < cfg.iterations and self._val_due(self.iteration):
+                self._validate_after_saving()  # a resumed run that stopped before validating this iteration
             stream = self.batches(self.iteration)
             t0, seen = time.perf_counter(), 0
             while self.iteration < end:
                 try:
                     batch = next(stream)
                 except DataError:
-                    self.save(f"iter_{self.iteration:07d}")
+                    if self._saved_at != self.iteration:
+                        self.save(f"iter_{self.iteration:07d}")
                     raise
                 self._note_skipped(batch.pop("_skipped", []))
-                scalars = self._step(move_to(batch, self.device, cfg.channels_last), ctx={}) if batch else {}
+                scalars: dict[str, torch.Tensor | float] = {}
+                if self._too_small(batch):
+                    log.warning("iteration %d not trained: fewer than %d readable samples in its batch",
+                                self.iteration + 1, self.min_batch)
+                else:
+                    scalars = self._step(move_to(batch, self.device, cfg.channels_last), ctx={})
+                    self._last_losses = [v for k, v in scalars.items() if k.endswith("loss/total")]
                 self.iteration += 1
                 seen += self.batch_size * self.env.world_size
                 bar.update(1)
@@ -291,13 +409,13 @@ class Trainer:
                     self._logger.log_train(self.iteration, values)
                     bar.set_postfix(loss=f"{values.get('loss/total', float('nan')):.4f}", img_s=f"{rate:.1f}")
                     t0, seen = time.perf_counter(), 0
-                if cfg.val_every and self.iteration % cfg.val_every == 0 and self.iteration < cfg.iterations:
-                    self._run_validation()
-                stop = broadcast_flag(self._stop_requested, self.device)
+                stop = broadcast_flag(self._stop_signal is not None, self.device)
                 if stop or (cfg.ckpt_every and self.iteration % cfg.ckpt_every == 0):
                     self.save(f"iter_{self.iteration:07d}")
                 if stop:
                     break
+                if self.iteration < cfg.iterations and self._val_due(self.iteration):
+                    self._validate_after_saving()
             completed = self.iteration >= cfg.iterations
             if not completed and self._saved_at != self.iteration:
                 self.save(f"iter_{self.iteration:07d}")
@@ -306,15 +424,17 @@ class Trainer:
                             "; ".join(self.skipped[:5]) + (" …" if len(self.skipped) > 5 else ""))
             final = None
             if completed:
-                self._run_validation()
-                self.save("final")
+                if self._resumed_from != ckpt.FINAL:
+                    self.save(ckpt.FINAL)
+                self._validate_after_saving()
                 final = self._export()
-            return TrainResult(self.iteration, completed, self.best, final)
+            interrupted = None if completed else self._stop_signal
+            return TrainResult(self.iteration, completed, self.best, final, interrupted)
         finally:
             bar.close()
             self._logger.close()
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for s, handler in previous.items():
+                signal.signal(s, signal.SIG_DFL if handler is None else handler)
 
     def _export(self) -> Path | None:
         """Write the deployed network's weights (no training-only parts) next to the run's config."""

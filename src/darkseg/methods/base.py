@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -34,6 +34,18 @@ class OptimizerSpec:
     name: str
     named_parameters: list[tuple[str, nn.Parameter]]
     pretrained_prefixes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrainDomain:
+    """One training domain of a multi-domain method: the data section it reads and the views it needs.
+
+    ``section``: ``data`` (the config's ``data`` section, its ``train_split``) or ``target`` (``data.target``, its
+    ``train_split``, with the target's own augmentation).
+    """
+
+    section: Literal["data", "target"]
+    views: tuple[str, ...]
 
 
 @dataclass
@@ -71,6 +83,11 @@ class Method:
     def input_view(self) -> str:
         """The image view the deployed network consumes (``image`` or ``dark``)."""
         return "image"
+
+    def train_domains(self) -> dict[str, TrainDomain] | None:
+        """Training domains by name, batched as ``{"name/key": value}`` (``data.loader.domain_streams``), e.g.
+        labelled source and unlabelled target; None (default) = one stream of ``train_views()`` from ``data``."""
+        return None
 
     # -- optimisation --------------------------------------------------------------------------------------
     def optimizers(self) -> list[OptimizerSpec]:

@@ -1,8 +1,9 @@
 """DGKD-WLSS: diffusion-guided distillation from a normal-light SSSS teacher to a dark-image SSSS student.
 
 L = L_cls + L_seg + Σ_levels (L_diff + L_kd) (Eq. 14 of DGKD-WLSS). The teacher (frozen, eval mode, no gradients,
-bf16/fp16 autocast) sees the normal-light image of the same augmented crop; the student sees the dark image (and
-the depth map when it has DGF2). Levels: ``mask`` (softmax masks), ``layer6`` (conv6) and ``layer3`` (b3 output).
+precision ``teacher.amp``: ``off`` = fp32 as the official code) sees the normal-light image of the same augmented
+crop; the student sees the dark image (and the depth map when it has DGF2). Levels: ``mask`` (softmax masks,
+label-cleaned on both sides unless ``clean_student_masks: false``), ``layer6`` (conv6) and ``layer3`` (b3 output).
 
 Teacher targets. The official code distils Layer 3/6 through randomly initialised, frozen teacher-side heads (its
 teacher checkpoints lack them), so two of its three targets are random projections; configs reproduce that with
@@ -10,6 +11,11 @@ teacher checkpoints lack them), so two of its three targets are random projectio
 default distils in the teacher's own feature space: Layer 3 as is (256 ch) and Layer 6 through a DiffKD-style
 linear autoencoder trained to reconstruct the teacher feature, with a 1×1 student-side adapter. All projection
 heads, adapters and diffusion modules live in the training-only ``distill`` network, never in the deployed student.
+
+Paired seeds: with the same run seed, a DGKD student and the dark baseline share initialisation, data order,
+augmentation and every dropout / stochastic-gate draw of the student. The teacher and the distillation modules are
+built from their own seed, and the diffusion noise is drawn from a generator seeded by (run seed, iteration), so
+neither touches the global RNG the student draws from; that generator needs no checkpoint (resume stays exact).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import contextlib
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator
@@ -28,6 +35,7 @@ from darkseg.methods.ssss import PseudoLabelConfig, SSSSLosses, SSSSMethodConfig
 from darkseg.methods.wsss_losses import clean_masks
 from darkseg.models.factory import ModelConfig, build_segmenter
 from darkseg.models.weights import load_into, read_weights
+from darkseg.precision import effective_amp
 from darkseg.schema import AmpMode, StrictModel
 
 LEVELS = ("mask", "layer6", "layer3")
@@ -38,7 +46,7 @@ class TeacherConfig(StrictModel):
 
     weights: str | None = Field(None, description="trained teacher weights, e.g. <teacher run>/model_final.safetensors")
     model: ModelConfig | None = Field(None, description="teacher architecture; default: the student's without depth")
-    amp: AmpMode = Field("bf16", description="autocast of the teacher forward (fp16: CUDA)")
+    amp: AmpMode = Field("bf16", description="teacher forward precision: off = fp32 (official), bf16, fp16 (CUDA)")
     clean_masks: bool = Field(True, description="zero the teacher's masks of classes absent from the image labels")
 
 
@@ -50,7 +58,11 @@ class DGKDConfig(StrictModel):
     teacher: TeacherConfig = TeacherConfig()
     mask_loss_weight: float = Field(1.0, ge=0)
     mask_loss_start: int = Field(0, ge=0)
+    mask_loss_start_fraction: float | None = Field(None, ge=0, lt=1, description="as in SSSS (replaces the start)")
     pseudo: PseudoLabelConfig = PseudoLabelConfig()
+    clean_student_masks: bool = Field(
+        True, description="zero the student's masks of absent classes before mask-level distillation (official)"
+    )
     mask_resolution: Literal["input", "native"] = Field(
         "input", description="distil masks at the crop size (official) or at the mask stride (cheaper)"
     )
@@ -67,9 +79,20 @@ class DGKDConfig(StrictModel):
 
 
 def _autocast(mode: str, device: torch.device) -> contextlib.AbstractContextManager:
-    if mode == "off" or (mode == "fp16" and device.type != "cuda") or device.type == "meta":
+    """The teacher's precision: ``off`` runs fp32 even inside the trainer's bf16/fp16 autocast."""
+    if device.type == "meta" or not torch.amp.is_autocast_available(device.type):
+        return contextlib.nullcontext()
+    mode = effective_amp(mode, device.type, "method.teacher.amp")
+    if mode == "off":
+        return torch.autocast(device.type, enabled=False)
+    if mode == "fp16" and device.type != "cuda":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16 if mode == "bf16" else torch.float16)
+
+
+def stream_seed(run_seed: int, *stream: int) -> int:
+    """A 64-bit seed for one numbered random stream of a run (independent of the other streams and seeds)."""
+    return int(np.random.SeedSequence([run_seed % 2**32, *stream]).generate_state(1, np.uint64)[0])
 
 
 @METHODS.register("dgkd_wlss")
@@ -85,23 +108,28 @@ class DGKDMethod(Method):
         m: DGKDConfig = cfg.method
         self.mcfg = m
         self.student = build_segmenter(cfg.model, info.num_classes, info.mean, info.std, load_pretrained=load_external)
-        teacher_cfg = m.teacher.model or cfg.model.model_copy(update={"dgf2": None})
-        self.teacher = build_segmenter(teacher_cfg, info.num_classes, info.mean, info.std, load_pretrained=False)
+        self.run_seed = cfg.seed
+        with torch.random.fork_rng(devices=[]):  # built from their own seed: the student's RNG stream is untouched
+            torch.manual_seed(stream_seed(cfg.seed, 1))
+            teacher_cfg = m.teacher.model or cfg.model.model_copy(update={"dgf2": None})
+            self.teacher = build_segmenter(teacher_cfg, info.num_classes, info.mean, info.std, load_pretrained=False)
+            channels_s = {"mask": info.num_classes, **self.student.feature_channels}
+            channels_t = {"mask": info.num_classes, **self.teacher.feature_channels}
+            self.distiller = MultiLevelDistiller.build(m.levels, channels_s, channels_t, seed=m.seed)
         if load_external:
             if not m.teacher.weights:
                 raise ConfigError("method.teacher.weights: DGKD needs a trained teacher; train a *_teacher config "
                                   "and pass its model_final.safetensors")
-            load_into(self.teacher, read_weights(m.teacher.weights), m.teacher.weights)
+            load_into(self.teacher, read_weights(m.teacher.weights, "method.teacher.weights"), m.teacher.weights)
         self.teacher.requires_grad_(False).eval()
-        channels_s = {"mask": info.num_classes, **self.student.feature_channels}
-        channels_t = {"mask": info.num_classes, **self.teacher.feature_channels}
-        self.distiller = MultiLevelDistiller.build(m.levels, channels_s, channels_t, seed=m.seed)
         self.nets["student"] = self.student
         self.nets["teacher"] = self.teacher
         self.nets["distill"] = self.distiller
         self.external_nets = {"teacher"}
-        self.ssss = SSSSLosses(SSSSMethodConfig(mask_loss_weight=m.mask_loss_weight, mask_loss_start=m.mask_loss_start,
-                                          pseudo=m.pseudo))
+        self.ssss = SSSSLosses(SSSSMethodConfig(
+            mask_loss_weight=m.mask_loss_weight, mask_loss_start=m.mask_loss_start,
+            mask_loss_start_fraction=m.mask_loss_start_fraction, pseudo=m.pseudo,
+        ), cfg.train.iterations)
 
     def train_views(self) -> tuple[str, ...]:
         views = ("image", "dark", "labels")
@@ -125,15 +153,20 @@ class DGKDMethod(Method):
             return masks
         return F.interpolate(masks, size=size, mode="bilinear", align_corners=True)
 
+    def noise_generator(self, iteration: int, device: torch.device) -> torch.Generator:
+        """The diffusion noise generator of one iteration, seeded by (run seed, iteration): resumable, unshared."""
+        return torch.Generator(device).manual_seed(stream_seed(self.run_seed, 2, iteration))
+
     def training_step(self, phase: str, batch: dict, iteration: int, ctx: dict) -> StepOutput:
         dark, labels = batch["dark"], batch["labels"]
         out = self.nets["student"](dark, batch.get("depth"))
         step = self.ssss(out, dark, labels, iteration)
         teacher = self._teacher_targets(batch["image"], labels)
         size = dark.shape[-2:]
-        student_feats = {"mask": self._resize_masks(out["masks"], size), **out["feats"]}
+        masks = clean_masks(out["masks"], labels) if self.mcfg.clean_student_masks else out["masks"]
+        student_feats = {"mask": self._resize_masks(masks, size), **out["feats"]}
         teacher_feats = {**teacher, "mask": self._resize_masks(teacher["mask"], size)}
         used = {k: student_feats[k] for k in self.mcfg.levels}
         targets = {k: teacher_feats[k] for k in self.mcfg.levels}
-        kd = self.nets["distill"](used, targets)
+        kd = self.nets["distill"](used, targets, self.noise_generator(iteration, dark.device))
         return StepOutput(losses={**step.losses, **kd}, metrics=step.metrics)

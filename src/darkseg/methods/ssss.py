@@ -9,7 +9,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, PositiveInt
 
 from darkseg.methods.base import METHODS, DatasetInfo, Method, StepOutput
 from darkseg.methods.wsss_losses import balanced_ce, classification_loss, clean_masks, pseudo_labels
@@ -23,6 +23,10 @@ class PseudoLabelConfig(StrictModel):
 
     pamr_iters: int = Field(10, ge=1)
     pamr_dilations: tuple[int, ...] = (1, 2, 4, 8, 12, 24)
+    pamr_dilation_grid: PositiveInt | None = Field(
+        None, description="mask-grid side the dilations are given for (81: the official 321 crop at stride 4); "
+        "set: scaled to the actual mask grid (scenes 96 crop: 24 → 1, 2, 4, 7); None: used as they are",
+    )
     fg_cut: float = Field(0.6, gt=0, le=1)
     bg_cut: float = Field(0.7, gt=0, le=1)
     floor: float = Field(0.2, ge=0, le=1)
@@ -36,15 +40,28 @@ class SSSSMethodConfig(StrictModel):
     input: Literal["image", "dark"] = Field("image", description="image = normal-light teacher, dark = student")
     mask_loss_weight: float = Field(1.0, ge=0)
     mask_loss_start: int = Field(0, ge=0, description="iteration from which L_seg counts (SSSS: 5 epochs)")
+    mask_loss_start_fraction: float | None = Field(
+        None, ge=0, lt=1, description="L_seg from this fraction of train.iterations (replaces mask_loss_start; "
+        "DGKD-WLSS: 8k of 40k = 0.2)",
+    )
     pseudo: PseudoLabelConfig = PseudoLabelConfig()
 
 
 class SSSSLosses:
-    """L_cls and L_seg of an SSSS network's outputs; shared with the methods that extend SSSS."""
+    """L_cls and L_seg of an SSSS network's outputs; shared with the methods that extend SSSS.
 
-    def __init__(self, cfg: SSSSMethodConfig) -> None:
+    ``iterations`` (the run's length) is needed when ``mask_loss_start_fraction`` is set.
+    """
+
+    def __init__(self, cfg: SSSSMethodConfig, iterations: int | None = None) -> None:
         self.cfg = cfg
-        self.pamr = PAMR(num_iter=cfg.pseudo.pamr_iters, dilations=cfg.pseudo.pamr_dilations)
+        self.mask_loss_start = cfg.mask_loss_start
+        if cfg.mask_loss_start_fraction is not None:
+            if iterations is None:
+                raise ValueError("mask_loss_start_fraction needs the run's iterations")
+            self.mask_loss_start = round(cfg.mask_loss_start_fraction * iterations)
+        self.pamr = PAMR(cfg.pseudo.pamr_iters, cfg.pseudo.pamr_dilations, cfg.pseudo.pamr_dilation_grid)
+
 
     @torch.no_grad()
     def pseudo_target(self, image: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -60,7 +77,7 @@ class SSSSLosses:
         target = self.pseudo_target(image, out["masks"], labels)
         logits = F.interpolate(out["logits"].float(), size=image.shape[-2:], mode="bilinear", align_corners=True)
         loss_seg, gate = balanced_ce(logits, target, labels, self.cfg.pseudo.image_gate)
-        weight = self.cfg.mask_loss_weight if iteration >= self.cfg.mask_loss_start else 0.0
+        weight = self.cfg.mask_loss_weight if iteration >= self.mask_loss_start else 0.0
         return StepOutput(
             losses={"cls": loss_cls, "seg": weight * loss_seg},
             metrics={"seg_unweighted": loss_seg.detach(), "gate": gate.mean()},
@@ -80,7 +97,7 @@ class SSSSMethod(Method):
         self.mcfg: SSSSMethodConfig = cfg.method
         self.model = build_segmenter(cfg.model, info.num_classes, info.mean, info.std, load_pretrained=load_external)
         self.nets["model"] = self.model
-        self.losses = SSSSLosses(self.mcfg)
+        self.losses = SSSSLosses(self.mcfg, cfg.train.iterations)
 
     def train_views(self) -> tuple[str, ...]:
         views = (self.mcfg.input, "labels")

@@ -11,7 +11,9 @@ ndim, then uint32 dims); an empty shape ends the record; then int32 device type,
 from __future__ import annotations
 
 import logging
+import re
 import struct
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from darkseg.errors import CheckpointError
+from darkseg.fileio import atomic_write_bytes
 from darkseg.models.backbones.base import Backbone
 
 log = logging.getLogger(__name__)
@@ -86,14 +89,15 @@ def read_mxnet_params(path: str | Path) -> dict[str, np.ndarray]:
     return {k: v for k, v in zip(names, arrays) if v is not None}
 
 
-def read_weights(path: str | Path) -> dict[str, Tensor]:
+def read_weights(path: str | Path, key: str | None = None) -> dict[str, Tensor]:
     """Read a flat name -> tensor dict from ``.params`` (MXNet), ``.safetensors`` or a torch file (weights only).
 
-    Torch files may wrap the dict under ``state_dict`` or ``model``; a ``module.`` prefix is removed.
+    Torch files may wrap the dict under ``state_dict`` or ``model``; a ``module.`` prefix is removed. ``key`` is the
+    config key that named the file (said when it is missing).
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: pretrained weights file not found; check the path (model.backbone.pretrained)")
+        raise CheckpointError(f"{path}: weights file not found" + (f"; check {key}" if key else ""))
     try:
         if path.suffix == ".params":
             return {k: torch.from_numpy(v.copy()) for k, v in read_mxnet_params(path).items()}
@@ -102,12 +106,8 @@ def read_weights(path: str | Path) -> dict[str, Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except CheckpointError:
         raise
-    except Exception as err:  # unreadable / corrupt file: one line naming it
-        reason = f"{type(err).__name__}: {err}".splitlines()[0]
-        raise CheckpointError(
-            f"{path}: cannot read weights ({reason}); expected a .safetensors file, a torch state dict "
-            "(.pth/.pt) or an MXNet .params file"
-        ) from err
+    except Exception as err:  # unreadable, corrupt or pickling objects: one line naming it
+        raise CheckpointError(_unreadable(path, err)) from None
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
             obj = obj[wrapper]
@@ -116,9 +116,25 @@ def read_weights(path: str | Path) -> dict[str, Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
+def _unreadable(path: Path, err: Exception) -> str:
+    """Why ``path`` could not be read, without torch's advice to load it unsafely (``weights_only`` off)."""
+    text = str(err)
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if found:
+        return (f"{path}: holds pickled Python objects ({found.group(1)}), which darkseg never unpickles (that "
+                "could run code); save only the state dict, e.g. as .safetensors")
+    inner = text.split("WeightsUnpickler error:", 1)[-1]
+    first = next((line.strip() for line in inner.splitlines() if line.strip()), "")
+    if "weights_only" in first:
+        first = "not a plain torch state dict"
+    return (f"{path}: cannot read weights ({type(err).__name__}: {first}); expected a .safetensors file, a torch "
+            "state dict (.pth/.pt) or an MXNet .params file")
+
+
 @dataclass
 class LoadReport:
-    """What a weight load did: loaded keys and every missing / unexpected / shape-mismatched key."""
+    """What a weight load did: loaded keys, every missing / unexpected / shape-mismatched key, and the keys the
+    name conversion renamed (``converted``) or left out (``dropped``, e.g. an ImageNet classifier)."""
 
     source: str
     target: str
@@ -126,6 +142,8 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    converted: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -139,6 +157,8 @@ class LoadReport:
             return ", ".join(items[:examples]) + more
 
         parts = [f"{len(self.loaded)} loaded"]
+        if self.converted or self.dropped:
+            parts.append(f"{len(self.converted)} renamed, {len(self.dropped)} dropped by the name conversion")
         if self.missing:
             parts.append(f"{len(self.missing)} missing ({few(self.missing)})")
         if self.unexpected:
@@ -149,10 +169,20 @@ class LoadReport:
         return "; ".join(parts)
 
     def details(self) -> str:
-        """Every problem key, one per line."""
+        """Every problem key, one per line, then the conversion's renamed and dropped keys."""
         lines = [f"missing: {k}" for k in self.missing] + [f"unexpected: {k}" for k in self.unexpected]
         lines += [f"shape mismatch: {k}: file {tuple(a)} vs model {tuple(b)}" for k, a, b in self.mismatched]
+        lines += [f"renamed: {k}" for k in self.converted] + [f"dropped: {k}" for k in self.dropped]
         return "\n".join(lines)
+
+    def write(self) -> Path:
+        """Write the full key report to ``<tmp>/darkseg/key_report_<source name>.txt`` and return its path."""
+        name = re.sub(r"[^\w.-]+", "_", Path(self.source).name) or "weights"
+        path = Path(tempfile.gettempdir()) / "darkseg" / f"key_report_{name}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = f"weights: {self.source}\nmodel: {self.target}\n{self.summary()}\n\n"
+        atomic_write_bytes(path, (header + self.details() + "\n").encode())
+        return path
 
 
 def load_into(
@@ -163,13 +193,16 @@ def load_into(
     *,
     exclude: tuple[str, ...] = (),
     hint: str = "check that the model config matches the checkpoint",
+    report: LoadReport | None = None,
 ) -> LoadReport:
     """Copy matching tensors into ``module`` and report every missing / unexpected / mismatched key.
 
     Strict unless ``partial``: any problem raises :class:`CheckpointError` (``hint`` says what to do) and nothing
-    is loaded. With ``partial`` the matching keys are loaded and every skipped one is logged. Nothing matching at
-    all is an error either way (wrong file). Module keys under ``exclude`` prefixes and BN
-    ``num_batches_tracked`` counters are not required.
+    is loaded. With ``partial`` the matching keys are loaded and the skipped ones are counted in one warning line.
+    Nothing matching at all is an error either way (wrong file). Every problem writes the full key list to a
+    report file (:meth:`LoadReport.write`) whose path the one-line message names. Module keys under ``exclude``
+    prefixes and BN ``num_batches_tracked`` counters are not required. ``report`` carries what a name conversion
+    already recorded (renamed / dropped keys).
     """
     target = type(module).__name__
     own = {
@@ -177,7 +210,7 @@ def load_into(
         for k, v in module.state_dict().items()
         if not k.endswith("num_batches_tracked") and not k.startswith(exclude)
     }
-    report = LoadReport(source=source, target=target)
+    report = report or LoadReport(source=source, target=target)
     usable: dict[str, Tensor] = {}
     own_counters = {k for k in module.state_dict() if k.endswith("num_batches_tracked")}
     counters = {}  # BN counters: loaded when present (an exact resume needs them), never required
@@ -196,14 +229,16 @@ def load_into(
     report.loaded = list(usable)
     if not usable:
         raise CheckpointError(
-            f"{source}: nothing in the file fits {target} ({report.summary()}); the file is for another "
-            f"architecture or size, check model.backbone (name, depth, width, blocks)"
+            f"{source}: nothing in the file fits {target} ({report.summary()}; key list in {report.write()}); "
+            "the file is for another architecture or size, check model.backbone (name, depth, variant, width, blocks)"
         )
     if not report.complete:
         if not partial:
-            log.warning("weights %s do not fit %s:\n%s", source, target, report.details())
-            raise CheckpointError(f"{source}: does not fit {target}: {report.summary()}; {hint}")
-        log.warning("partial load of %s into %s, skipped:\n%s", source, target, report.details())
+            raise CheckpointError(
+                f"{source}: does not fit {target}: {report.summary()}; key list in {report.write()}; {hint}"
+            )
+        log.warning("partial load of %s into %s: %s; key list in %s", source, target, report.summary(),
+                    report.write())
     module.load_state_dict({**usable, **counters}, strict=False)
     log.info("loaded %s into %s: %s", source, target, report.summary())
     return report
@@ -215,5 +250,15 @@ def load_pretrained_backbone(backbone: Backbone, path: str | Path, partial: bool
         "check model.backbone (name, depth, width, blocks) or set model.backbone.pretrained_partial: true "
         "to load only the matching tensors"
     )
-    state = backbone.convert_pretrained(read_weights(path))
-    return load_into(backbone, state, str(path), partial, exclude=("fusions.",), hint=hint)
+    if not Path(path).is_file():
+        raise CheckpointError(
+            f"{path}: pretrained weights file not found (model.backbone.pretrained); fix the path, or set "
+            "model.backbone.pretrained=null to train from scratch"
+        )
+    raw = read_weights(path)
+    state = backbone.convert_pretrained(raw)
+    report = LoadReport(source=str(path), target=type(backbone).__name__)
+    report.converted = [k for k in state if k not in raw]
+    kept = {id(v) for v in state.values()}
+    report.dropped = [k for k, v in raw.items() if id(v) not in kept]
+    return load_into(backbone, state, str(path), partial, exclude=("fusions.",), hint=hint, report=report)

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from darkseg.errors import DarksegError
-from darkseg.reproduce.runner import Plan
-from darkseg.reproduce.suites import DEPTH_ROWS, Run
+
+if TYPE_CHECKING:
+    from darkseg.reproduce.runner import Plan
+    from darkseg.reproduce.tables import Table
 
 
-def ensure_depth_maps(plan: Plan, rows: tuple[Run, ...]) -> None:
-    """Fail before any training if a row's depth folder is missing, saying which command writes it."""
-    for run in rows:
-        cfg = plan.config(run, plan.seeds[0])
+def ensure_depth_maps(plan: Plan, table: Table, models: dict[str, str]) -> None:
+    """Fail before any training if a row's depth folder is missing, saying which command writes it.
+
+    ``models`` maps a column key to the ``darkseg depth --model`` name that writes its maps.
+    """
+    for column in table.columns:
+        if column.key not in models:
+            continue
+        cfg = plan.config(column, plan.seeds[0])
         folder = Path(cfg.data.root) / (cfg.data.depth_dir or "depth")
         if not folder.is_dir() or not any(folder.iterdir()):
-            model = DEPTH_ROWS[run.key]
             raise DarksegError(
-                f"{folder}: depth maps for the '{run.label}' row are missing; write them with "
-                f"`darkseg depth {cfg.data.root} {folder} --model {model} --weights DIR` "
+                f"{folder}: depth maps for the '{column.label}' row are missing; write them with "
+                f"`darkseg depth {cfg.data.root} {folder} --model {models[column.key]} --weights DIR` "
                 "(DIR: the model's Hugging Face folder, see `darkseg depth --help`)"
             )

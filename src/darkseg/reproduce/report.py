@@ -23,44 +23,98 @@ from darkseg.engine.cam_sweep import class_maps  # noqa: E402
 from darkseg.engine.inference import labels_from_probs, predict_probs  # noqa: E402
 from darkseg.engine.runner import load_deployed  # noqa: E402
 from darkseg.reproduce.runner import Plan, RunResult  # noqa: E402
-from darkseg.reproduce.suites import Run  # noqa: E402
+from darkseg.reproduce.stats import mean_std, paired_difference, t_interval, t_quantile  # noqa: E402
+from darkseg.reproduce.tables import Paper, Table  # noqa: E402
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def summarise(results: dict[str, list[RunResult]]) -> dict[str, dict]:
-    """Mean ± std over seeds of mIoU and PixAcc, per-class IoU means, deployed params/GMAC, per-seed values."""
+def summarise(results: dict[str, list[RunResult]], table: Table) -> dict[str, dict]:
+    """Per column: mean ± std and per-seed values of mIoU/PixAcc, per-class IoU means, deployed params/GMAC; for
+    every compared column its paired difference to the baseline (95% t interval) and its gap recovered."""
     out = {}
     for key, runs in results.items():
-        miou, miou_sd = _mean_std([r.metrics["miou"] for r in runs])
-        pix, pix_sd = _mean_std([r.metrics["pixacc"] for r in runs])
+        miou, miou_sd = mean_std([r.metrics["miou"] for r in runs])
+        pix, pix_sd = mean_std([r.metrics["pixacc"] for r in runs])
         classes = runs[0].metrics["per_class_iou"]
         per_class = {c: statistics.fmean(r.metrics["per_class_iou"][c] for r in runs) for c in classes}
         out[key] = {
             "miou": miou, "miou_std": miou_sd, "pixacc": pix, "pixacc_std": pix_sd,
+            "seeds": [r.seed for r in runs], "miou_per_seed": [r.metrics["miou"] for r in runs],
+            "pixacc_per_seed": [r.metrics["pixacc"] for r in runs],
             "per_class_iou": per_class, "params": runs[0].params, "gmac": runs[0].gmac,
             "input_view": runs[0].input_view, "split": runs[0].metrics["split"],
-            "seeds": {str(r.seed): {"miou": r.metrics["miou"], "pixacc": r.metrics["pixacc"]} for r in runs},
         }
+    if table.baseline in out:
+        base = _by_seed(out[table.baseline])
+        for key in table.compared():
+            if key in out:
+                diff = paired_difference(_by_seed(out[key]), base)
+                out[key]["diff_vs_baseline"] = {"mean": diff["mean"], "ci95": diff["ci95"]}
+                if table.reference in out:
+                    out[key]["gap_recovered"] = gap_recovered(out, table, key)
+                    out[key]["gap_recovered_ci95"] = t_interval(_seed_gaps(out, table, key))
     return out
 
 
-def gap_recovered(summary: dict[str, dict], column: str) -> float:
-    """(column − baseline) / (teacher − baseline) on mean mIoU (0.84 for the paper's VOC Table 1)."""
-    t, b, c = summary["teacher"]["miou"], summary["baseline"]["miou"], summary[column]["miou"]
-    return (c - b) / (t - b) if t != b else math.nan
+def _seed_gaps(summary: dict[str, dict], table: Table, column: str) -> list[float]:
+    """Per-seed gap recovered (column − baseline) / (reference − baseline), over the seeds all three ran."""
+    ref, base, col = (_by_seed(summary[k]) for k in (table.reference, table.baseline, column))
+    seeds = sorted(set(ref) & set(base) & set(col))
+    return [(col[s] - base[s]) / (ref[s] - base[s]) for s in seeds if ref[s] != base[s]]
 
 
-def _table(rows: list[tuple[str, dict]], baseline: dict | None) -> list[str]:
-    lines = ["| run | mIoU (%) | PixAcc (%) | Params (M) | GMAC | evaluated on |", "|---|---|---|---|---|---|"]
+def _by_seed(column: dict) -> dict[int, float]:
+    return dict(zip(column["seeds"], column["miou_per_seed"], strict=True))
+
+
+def gap_recovered(summary: dict[str, dict], table: Table, column: str) -> float:
+    """(column − baseline) / (reference − baseline) on mean mIoU (0.84 for DGKD-WLSS's VOC Table 1)."""
+    t, b = summary[table.reference]["miou"], summary[table.baseline]["miou"]
+    return (summary[column]["miou"] - b) / (t - b) if t != b else math.nan
+
+
+def _diff_cell(s: dict) -> str:
+    d = s.get("diff_vs_baseline")
+    if d is None:
+        return "–"
+    if d["ci95"] is None:
+        return f"{d['mean']:+.1f} (1 seed: no interval)"
+    lo, hi = d["ci95"]
+    verdict = "above 0" if lo > 0 else "below 0" if hi < 0 else "contains 0"
+    return f"{d['mean']:+.1f} [{lo:+.1f}, {hi:+.1f}] ({verdict})"
+
+
+def _table(rows: list[tuple[str, dict]]) -> list[str]:
+    lines = ["| run | mIoU (%) | per seed mIoU | Δ mIoU vs baseline [95% CI] | PixAcc (%) | Params (M) | GMAC "
+             "| evaluated on |", "|---|---|---|---|---|---|---|---|"]
     for label, s in rows:
-        delta = f" ({s['miou'] - baseline['miou']:+.1f})" if baseline is not None and s is not baseline else ""
+        seeds = " / ".join(f"{v:.1f}" for v in s["miou_per_seed"])
         lines.append(
-            f"| {label} | {s['miou']:.1f} ± {s['miou_std']:.1f}{delta} | {s['pixacc']:.1f} ± {s['pixacc_std']:.1f} "
-            f"| {s['params'] / 1e6:.3f} | {s['gmac']:.3f} | {s['input_view']} {s['split']} |"
+            f"| {label} | {s['miou']:.1f} ± {s['miou_std']:.1f} | {seeds} | {_diff_cell(s)} "
+            f"| {s['pixacc']:.1f} ± {s['pixacc_std']:.1f} | {s['params'] / 1e6:.3f} | {s['gmac']:.3f} "
+            f"| {s['input_view']} {s['split']} |"
         )
+    return lines
+
+
+def trust_note(plan: Plan) -> list[str]:
+    """How far the report's numbers can be trusted, from the number of seeds and the mode."""
+    n = len(plan.seeds)
+    if n == 1:
+        lines = [f"**How far to trust this: one seed ({plan.seeds[0]}).** Mean ± std and the 95% intervals need at "
+                 "least two seeds: std is written as 0 and every interval as null (results.json `ci95: null`). One "
+                 "seed cannot order the columns: on weakly supervised benchmarks a single student can move by more "
+                 "than the differences between columns from one seed to the next. Read a difference here as one "
+                 "draw, not as evidence; run ≥ 5 seeds (`--seeds 0,1,2,3,4`) for an interval."]
+    else:
+        lines = [f"**How far to trust this: {n} seeds ({', '.join(map(str, plan.seeds))}).** Differences to the "
+                 "baseline are paired by seed (a student of the baseline's architecture shares its initialisation, "
+                 "data order, augmentation and dropout/gate draws; one with added layers, e.g. DGF2, also shares the "
+                 "initialisation of every layer the baseline has); their 95% interval is mean ± t(0.975, n − 1)·sd/√n with "
+                 f"t(0.975, {n - 1}) = {t_quantile(0.975, n - 1):.2f}. An interval that contains 0 means the column "
+                 "is not distinguishable from the baseline with these seeds."]
+    if plan.quick:
+        lines += ["", "Quick mode: shortened schedules (overrides " + ", ".join(f"`{o}`" for o in plan.suite.quick)
+                  + "), so the numbers are not the full suite's and its ordering of close columns is not evidence."]
     return lines
 
 
@@ -89,31 +143,35 @@ def _pick(dataset, min_labels: int, n: int) -> list[int]:
     return list(itertools.islice(hits, n))
 
 
-def qualitative_figure(plan: Plan, columns: tuple[Run, ...], out: Path, n: int = 6) -> Path:
-    """Fig. 5-style grid on test images: dark input, depth, baseline, +DGKD, +DGKD+DGF2, ground truth."""
-    keys = ["baseline", "dgkd", "dgkd_dgf2"]
-    runs = {r.key: r for r in columns}
+def qualitative_figure(plan: Plan, table: Table, labels: dict[str, str], out: Path, n: int = 6) -> Path:
+    """Fig. 5-style grid on test images: input (of the first grid column), depth, each grid column, ground truth."""
+    columns = plan.suite.columns()
     seed = plan.seeds[0]
-    cfg = plan.config(runs["dgkd_dgf2"], seed)
+    keys = table.figures.grid
+    cfgs = {k: plan.config(columns[k], seed) for k in keys}
     device = torch.device("cpu")
-    cfgs = {k: plan.config(runs[k], seed) for k in keys}
     models = {k: load_deployed(cfgs[k], None, device) for k in keys}
+    view = cfgs[keys[0]].method.input
+    with_depth = any(getattr(m, "uses_depth", False) for m in models.values())
+    cfg = cfgs[keys[-1]]
     dataset = build_dataset(cfg.eval.data or cfg.data, plan.split or cfg.eval.split,
-                            ("dark", "depth", "mask", "labels"), EvalTransform())
+                            (view, "mask", "labels") + (("depth",) if with_depth else ()), EvalTransform())
     picks = _pick(dataset, 2, n) or list(range(n))
-    headers = ["dark input (brightened)", "depth", "baseline", "+DGKD", "+DGKD+DGF2", "ground truth"]
+    headers = [f"{view} input" + (" (brightened)" if view == "dark" else "")] + (["depth"] if with_depth else [])
+    headers += [labels[k] for k in keys] + ["ground truth"]
     fig, axes = plt.subplots(len(picks), len(headers), figsize=(2 * len(headers), 2 * len(picks)), squeeze=False)
     for row, i in enumerate(picks):
         s = dataset[i]
-        panels = [_display(s["dark"], brighten=True), (s["depth"][0].numpy() * 255).astype(np.uint8)]
+        panels = [_display(s[view], brighten=view == "dark")]
+        if with_depth:
+            panels.append((s["depth"][0].numpy() * 255).astype(np.uint8))
         for k in keys:
-            model = models[k]
-            inf = cfgs[k].eval.inference
+            model, inf = models[k], cfgs[k].eval.inference
+            x = s[cfgs[k].method.input][None]
             depth = s["depth"][None] if getattr(model, "uses_depth", False) else None
-            probs = predict_probs(model, s["dark"][None], inf, depth=depth)
-            panels.append(_colour(labels_from_probs(probs, s["dark"][None], inf)[0].numpy()))
-        gt = s["mask"].numpy().copy()
-        panels.append(_colour(gt.astype(np.uint8)))
+            probs = predict_probs(model, x, inf, depth=depth)
+            panels.append(_colour(labels_from_probs(probs, x, inf)[0].numpy()))
+        panels.append(_colour(s["mask"].numpy().astype(np.uint8)))
         for col, img in enumerate(panels):
             ax = axes[row][col]
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
@@ -123,16 +181,16 @@ def qualitative_figure(plan: Plan, columns: tuple[Run, ...], out: Path, n: int =
     return _save(fig, out / "qualitative.png")
 
 
-def cam_figure(plan: Plan, columns: tuple[Run, ...], out: Path, n: int = 4) -> Path:
-    """Class maps of the ground-truth classes: teacher (normal image) vs. baseline and DGKD-WLSS (dark image)."""
-    runs = {r.key: r for r in columns}
+def cam_figure(plan: Plan, table: Table, labels: dict[str, str], out: Path, n: int = 4) -> Path:
+    """Class maps of the ground-truth classes of each ``cams`` column, each on the view it reads."""
+    columns = plan.suite.columns()
     seed = plan.seeds[0]
-    spec = [("teacher", "image", "teacher (normal)"), ("baseline", "dark", "baseline (dark)"),
-            ("dgkd_dgf2", "dark", "+DGKD+DGF2 (dark)")]
-    cfg = plan.config(runs["dgkd_dgf2"], seed)
-    dataset = build_dataset(cfg.eval.data or cfg.data, plan.split or cfg.eval.split,
-                            ("image", "dark", "depth", "mask", "labels"), EvalTransform())
-    models = {k: load_deployed(plan.config(runs[k], seed), None, torch.device("cpu")) for k, _, _ in spec}
+    cfgs = {k: plan.config(columns[k], seed) for k in table.figures.cams}
+    spec = [(k, c.method.input, f"{labels[k]} ({c.method.input})") for k, c in cfgs.items()]
+    cfg = cfgs[table.figures.cams[-1]]
+    views = tuple(dict.fromkeys(("image", *(v for _, v, _ in spec), "depth", "mask", "labels")))
+    dataset = build_dataset(cfg.eval.data or cfg.data, plan.split or cfg.eval.split, views, EvalTransform())
+    models = {k: load_deployed(c, None, torch.device("cpu")) for k, c in cfgs.items()}
     picks = _pick(dataset, 1, n)
     fig, axes = plt.subplots(len(picks), 1 + len(spec), figsize=(2 * (1 + len(spec)), 2 * len(picks)), squeeze=False)
     for row, i in enumerate(picks):
@@ -189,36 +247,56 @@ def curves_figure(results: dict[str, list[RunResult]], labels: dict[str, str], o
     return _save(fig, out / "curves.png")
 
 
+def _gaps(table: Table, summary: dict[str, dict]) -> dict[str, float]:
+    """results.json's gap figures: ``gap_recovered`` of the headline column, ``gap_recovered_<key>`` of the others."""
+    out = {}
+    for key in table.compared():
+        if "gap_recovered" in summary.get(key, {}):
+            out["gap_recovered" if key == table.gap_column else f"gap_recovered_{key}"] = summary[key]["gap_recovered"]
+    return dict(sorted(out.items(), key=lambda kv: kv[0] != "gap_recovered"))
+
+
 def write_report(
-    plan: Plan, table1: dict[str, list[RunResult]], ablations: dict[str, tuple[str, dict[str, list[RunResult]]]],
+    plan: Plan, paper: Paper, main: dict[str, list[RunResult]], ablations: dict[str, dict[str, list[RunResult]]],
     labels: dict[str, str], command: str, date: str, elapsed: float,
 ) -> dict:
     """Write results.json, report.md and the figures into ``plan.out``; return the results dict."""
     out = plan.out
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarise(table1)
+    table = plan.suite.main
+    summary = summarise(main, table)
+    gaps = _gaps(table, summary)
     results = {
-        "suite": plan.suite.name, "quick": plan.quick, "seeds": list(plan.seeds), "command": command,
-        "date": date, "elapsed_s": round(elapsed, 1), "columns": summary,
-        "gap_recovered": gap_recovered(summary, "dgkd_dgf2"),
-        "gap_recovered_dgkd": gap_recovered(summary, "dgkd"),
-        "ablations": {name: {"title": title, "rows": summarise(res)} for name, (title, res) in ablations.items()},
+        "paper": paper.name, "suite": plan.suite.name, "quick": plan.quick, "seeds": list(plan.seeds),
+        "command": command, "date": date, "elapsed_s": round(elapsed, 1), "columns": summary, **gaps,
+        "ablations": {name: {"title": plan.suite.ablations[name].title,
+                             "rows": summarise(res, plan.suite.ablations[name])} for name, res in ablations.items()},
     }
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    figures = [per_class_figure(summary, labels, out), curves_figure(table1, labels, out),
-               qualitative_figure(plan, plan.suite.columns, out), cam_figure(plan, plan.suite.columns, out)]
-    md = [f"# DGKD-WLSS reproduction: suite `{plan.suite.name}`{' (quick)' if plan.quick else ''}", "",
+    figures = [per_class_figure(summary, labels, out), curves_figure(main, labels, out)]
+    if table.figures.grid:
+        figures.append(qualitative_figure(plan, table, labels, out))
+    if table.figures.cams:
+        figures.append(cam_figure(plan, table, labels, out))
+    md = [f"# {paper.title} reproduction: suite `{plan.suite.name}`{' (quick)' if plan.quick else ''}", "",
           f"Command: `{command}`  ", f"Date: {date}; seeds {', '.join(map(str, plan.seeds))}; "
-          f"wall time {elapsed / 60:.1f} min.", "",
-          "## Table 1", "", *_table([(labels[k], summary[k]) for k in summary], summary["baseline"]), "",
-          f"Gap recovered by DGKD-WLSS = (DGKD+DGF2 − baseline) / (teacher − baseline) = "
-          f"**{results['gap_recovered']:.2f}** (+DGKD alone: {results['gap_recovered_dgkd']:.2f}; "
-          "paper, VOC: 0.84).", "",
-          "mIoU/PixAcc are mean ± std over seeds on each column's evaluation split (teacher: normal-light test "
-          "images; students: dark test images). Params/GMAC are the deployed network at the training crop size.", ""]
-    for title, res in ablations.values():
-        rows = summarise(res)
-        md += [f"## {title}", "", *_table([(labels.get(k, k), rows[k]) for k in rows], rows.get("baseline")), ""]
+          f"wall time {elapsed / 60:.1f} min.", "", *trust_note(plan), "",
+          f"## {table.title}", "", *_table([(labels[k], summary[k]) for k in summary]), ""]
+    if "gap_recovered" in gaps:
+        extra = [f"{labels[k.removeprefix('gap_recovered_')]} alone: {v:.2f}" for k, v in gaps.items()
+                 if k != "gap_recovered"] + ([table.gap_note] if table.gap_note else [])
+        ci = summary[table.gap_column]["gap_recovered_ci95"]
+        interval = (f", 95% interval of the per-seed gaps [{ci[0]:.2f}, {ci[1]:.2f}]" if ci is not None
+                    else ", no interval with one seed")
+        md += [f"Gap recovered = ({labels[table.gap_column]} − baseline) / ({labels[table.reference]} − baseline) "
+               f"= **{gaps['gap_recovered']:.2f}** on the means{interval}"
+               + (f" ({'; '.join(extra)})" if extra else "") + ".", ""]
+    md += ["mIoU/PixAcc are mean ± std over seeds (per seed: the seeds in order) on each column's evaluation split "
+           "and input view. Δ is the mean over seeds of the column's mIoU minus the baseline's with the same seed. "
+           "Params/GMAC are the deployed network at the training crop size.", ""]
+    for name, res in ablations.items():
+        rows = summarise(res, plan.suite.ablations[name])
+        md += [f"## {plan.suite.ablations[name].title}", "", *_table([(labels.get(k, k), rows[k]) for k in rows]), ""]
     md += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures]
     (out / "report.md").write_text("\n".join(md) + "\n")
     return results

@@ -1,4 +1,4 @@
-"""Runs a reproduce suite: trains each (column, seed) once, reuses finished runs, resumes interrupted ones."""
+"""Runs the columns of a reproduce suite: each (column, seed) once, needed runs first, finished runs reused."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ from darkseg.engine.profile import profile
 from darkseg.engine.runner import evaluate_config, train
 from darkseg.errors import ConfigError
 from darkseg.fileio import atomic_write_bytes
-from darkseg.reproduce.suites import Run, Suite
+from darkseg.reproduce.tables import Column, Suite, order_runs
 
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "eval_metrics.json"
+EXPORT_DONE = "export.done"
 
 
 @dataclass
@@ -46,17 +47,17 @@ class Plan:
     overrides: list[str] = field(default_factory=list)
     split: str | None = None
 
-    def run_dir(self, run: Run, seed: int) -> Path:
-        return self.out / "runs" / run.key / f"seed{seed}"
+    def run_dir(self, column: Column, seed: int) -> Path:
+        return self.out / "runs" / column.key / f"seed{seed}"
 
-    def config(self, run: Run, seed: int) -> ExperimentConfig:
-        path = self.configs / run.config
+    def config(self, column: Column, seed: int) -> ExperimentConfig:
+        """The column's config for one seed: its needs point at the needed columns' runs of the same seed."""
+        path = self.configs / column.config
         if not path.is_file():
-            raise ConfigError(f"{path}: config of reproduce run {run.key!r} not found; pass --configs DIR")
-        teacher = self.run_dir(self.suite.columns[0], seed) / "model_final.safetensors"
-        overrides = [f"seed={seed}", f"output_dir={self.run_dir(run, seed)}"]
-        if run.needs_teacher:
-            overrides.append(f"method.teacher.weights={teacher}")
+            raise ConfigError(f"{path}: config of reproduce run {column.key!r} not found; pass --configs DIR")
+        columns = self.suite.columns()
+        overrides = [f"seed={seed}", f"output_dir={self.run_dir(column, seed)}"]
+        overrides += [f"{n.override}={self.run_dir(columns[n.column], seed) / n.path}" for n in column.needs]
         if self.quick:
             overrides += list(self.suite.quick)
         return load_config(path, overrides + self.overrides)
@@ -87,8 +88,8 @@ def _fmt(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
-def run_one(plan: Plan, run: Run, seed: int, progress: Progress) -> RunResult:
-    """Train (or reuse) one run and evaluate it on its column's split (the normal or the dark test images)."""
+def run_one(plan: Plan, run: Column, seed: int, progress: Progress, export: bool = True) -> RunResult:
+    """Train (or reuse) one run, export what later columns need (``export``), and evaluate it on its column's split."""
     cfg = plan.config(run, seed)
     run_dir = plan.run_dir(run, seed)
     split = plan.split or cfg.eval.split
@@ -105,6 +106,11 @@ def run_one(plan: Plan, run: Run, seed: int, progress: Progress) -> RunResult:
         if not result.completed:
             raise KeyboardInterrupt
         trained = True
+    if export and run.export is not None and not (run_dir / EXPORT_DONE).is_file():
+        if is_main_process():
+            run.export(cfg, run_dir)
+            atomic_write_bytes(run_dir / EXPORT_DONE, b"")
+        barrier()
     cached = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
     if cached is None or cached.get("split") != split:
         metrics = evaluate_config(cfg, None, split, progress=False).to_dict()
@@ -120,13 +126,14 @@ def run_one(plan: Plan, run: Run, seed: int, progress: Progress) -> RunResult:
     return RunResult(run.key, seed, run_dir, cached, cached["params"], cached["gmac"], cached["input_view"])
 
 
-def run_plan(plan: Plan, runs: tuple[Run, ...]) -> dict[str, list[RunResult]]:
-    """Every run × seed, in an order that trains each seed's teacher before its students."""
-    teacher = plan.suite.columns[0]
-    ordered = (teacher,) + tuple(r for r in runs if r.key != teacher.key)
+def run_plan(plan: Plan, wanted: tuple[str, ...]) -> dict[str, list[RunResult]]:
+    """Every wanted column (and what it needs) × seed; per seed, each column after the columns it needs. A column's
+    export runs only when a column of this plan needs it."""
+    ordered = order_runs(plan.suite.columns(), wanted)
+    needed = {need.column for run in ordered for need in run.needs}
     progress = Progress(len(ordered) * len(plan.seeds))
     results: dict[str, list[RunResult]] = {r.key: [] for r in ordered}
     for seed in plan.seeds:
         for run in ordered:
-            results[run.key].append(run_one(plan, run, seed, progress))
+            results[run.key].append(run_one(plan, run, seed, progress, export=run.key in needed))
     return results

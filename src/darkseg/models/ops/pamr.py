@@ -24,6 +24,12 @@ def neighbour_offsets(dilations: Sequence[int]) -> list[tuple[int, int]]:
     return [(dy * d, dx * d) for d in dilations for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
 
 
+def scale_dilations(dilations: Sequence[int], reference_side: int, side: int) -> tuple[int, ...]:
+    """Dilations chosen for a ``reference_side`` mask grid, scaled to a ``side`` grid (rounded, ≥ 1, duplicates
+    dropped, order kept): e.g. the official (1, 2, 4, 8, 12, 24) on 81×81 masks become (1, 2, 4, 7) on 24×24."""
+    return tuple(dict.fromkeys(max(1, round(d * side / reference_side)) for d in dilations))
+
+
 def _shift(padded: Tensor, pad: int, offset: tuple[int, int], size: tuple[int, int]) -> Tensor:
     """View of a replicate-padded tensor shifted by offset: value at clamped (y + dy, x + dx) (ssss.md §3.1)."""
     (dy, dx), (h, w) = offset, size
@@ -101,7 +107,11 @@ class PAMR(nn.Module):
     No parameters, and no gradients flow through it: SSSS refines detached masks into pseudo labels.
     """
 
-    def __init__(self, num_iter: int = 10, dilations: Sequence[int] = (1, 2, 4, 8, 12, 24)) -> None:
+    def __init__(
+        self, num_iter: int = 10, dilations: Sequence[int] = (1, 2, 4, 8, 12, 24), dilation_grid: int | None = None
+    ) -> None:
+        """``dilation_grid``: the mask side ``dilations`` were chosen for; when set, each call scales them to the
+        side of the image it refines on (:func:`scale_dilations`)."""
         super().__init__()
         if num_iter < 0:
             raise ConfigError(f"PAMR num_iter must be >= 0, got {num_iter}")
@@ -109,6 +119,7 @@ class PAMR(nn.Module):
             raise ConfigError(f"PAMR dilations must be a non-empty list of positive integers, got {list(dilations)}")
         self.num_iter = num_iter
         self.dilations = tuple(int(d) for d in dilations)
+        self.dilation_grid = dilation_grid
 
     @torch.no_grad()
     def forward(self, image: Tensor, mask: Tensor) -> Tensor:
@@ -123,9 +134,12 @@ class PAMR(nn.Module):
             torch.autocast(image.device.type, enabled=False)  # float32 even inside a bf16/fp16 training step
             if torch.amp.is_autocast_available(image.device.type) else contextlib.nullcontext()
         )
+        dilations = self.dilations
+        if self.dilation_grid is not None:
+            dilations = scale_dilations(dilations, self.dilation_grid, min(image.shape[-2:]))
         with no_autocast:
-            weights = pamr_weights(image, self.dilations).to(dtype)
-            return pamr_propagate(weights, refined, self.dilations, self.num_iter).to(mask.dtype)
+            weights = pamr_weights(image, dilations).to(dtype)
+            return pamr_propagate(weights, refined, dilations, self.num_iter).to(mask.dtype)
 
     def extra_repr(self) -> str:
-        return f"num_iter={self.num_iter}, dilations={self.dilations}"
+        return f"num_iter={self.num_iter}, dilations={self.dilations}, dilation_grid={self.dilation_grid}"

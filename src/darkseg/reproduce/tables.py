@@ -1,0 +1,134 @@
+"""How a method declares what ``darkseg reproduce`` runs: columns, tables, suites (the runner serves them all).
+
+A ``Column`` is one trained model: a config, and the runs it needs first (``Need``: a file of another column's run
+of the same seed, passed as a config override). ``Column.export`` (optional) writes extra outputs into the column's
+finished run folder once, when a column of the run plan needs it (e.g. pseudo masks a supervised column trains on,
+``reproduce/two_stage.py``). A ``Table`` groups columns with the column the paired differences are taken against
+(``baseline``) and the one the gap is measured to (``reference``). A ``Suite`` is a dataset's main table, its
+ablation tables, seeds and quick-mode overrides; a ``Paper`` names the suites of one method. Declarations are plain
+data: no training code is imported here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from darkseg.config import ExperimentConfig
+    from darkseg.reproduce.runner import Plan
+
+
+@dataclass(frozen=True)
+class Need:
+    """A file of another column's run (same seed) that this column reads: ``override=<that run>/<path>``."""
+
+    column: str
+    override: str
+    path: str = "model_final.safetensors"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One trained model of a table: a config relative to the configs folder, and what it needs first.
+
+    ``export(cfg, run_dir)``, if set, runs once after training, when a column of the run plan needs this one, and
+    writes further files into ``run_dir`` (the runner marks it done with an ``export.done`` file), for a ``Need`` of
+    that column to read.
+    """
+
+    key: str
+    label: str
+    config: str
+    needs: tuple[Need, ...] = ()
+    export: Callable[[ExperimentConfig, Path], None] | None = None
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Which columns the report's qualitative grid and class-map figure show (empty: no such figure)."""
+
+    grid: tuple[str, ...] = ()
+    cams: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Table:
+    """Columns reported together; every column but ``baseline`` and ``reference`` gets a paired difference to
+    ``baseline``, and the gap recovered is (column − baseline) / (reference − baseline)."""
+
+    title: str
+    columns: tuple[Column, ...]
+    baseline: str | None = None
+    reference: str | None = None
+    gap_column: str | None = None  # the column whose gap recovered is the table's headline figure
+    gap_note: str = ""  # the paper's own figure for it, e.g. "paper, VOC: 0.84"
+    figures: Figures = Figures()
+    check: Callable[[Plan, Table], None] | None = None  # fails before any training if inputs are missing
+
+    def __post_init__(self) -> None:
+        keys = [c.key for c in self.columns]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"table {self.title!r}: duplicate column keys {keys}")
+        for role in (self.baseline, self.reference, self.gap_column, *self.figures.grid, *self.figures.cams):
+            if role is not None and role not in keys:
+                raise ValueError(f"table {self.title!r}: {role!r} is not one of its columns {keys}")
+
+    def compared(self) -> tuple[str, ...]:
+        """Keys of the columns that get a paired difference to the baseline."""
+        if self.baseline is None:
+            return ()
+        return tuple(c.key for c in self.columns if c.key not in (self.baseline, self.reference))
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A dataset's main table, ablation tables (by CLI name), default seeds and quick-mode settings."""
+
+    name: str
+    main: Table
+    ablations: dict[str, Table] = field(default_factory=dict)
+    default_seeds: tuple[int, ...] = (0,)
+    quick_seeds: tuple[int, ...] = (0,)
+    quick: tuple[str, ...] = ()  # config overrides of every run in --quick
+    needs_data_root: bool = False
+
+    def columns(self) -> dict[str, Column]:
+        """Every column of every table by key; one key names one run (a column shared by tables trains once)."""
+        out: dict[str, Column] = {}
+        for table in (self.main, *self.ablations.values()):
+            for col in table.columns:
+                if out.setdefault(col.key, col) != col:
+                    raise ValueError(f"suite {self.name!r}: two different columns are named {col.key!r}")
+        return out
+
+
+@dataclass(frozen=True)
+class Paper:
+    """One method's reproduction: ``darkseg reproduce <name> --suite <suite>``."""
+
+    name: str
+    title: str
+    suites: dict[str, Suite]
+
+
+def order_runs(columns: dict[str, Column], wanted: tuple[str, ...]) -> tuple[Column, ...]:
+    """``wanted`` columns and everything they need, each after the columns it needs (declaration order otherwise)."""
+    done: list[str] = []
+
+    def visit(key: str, path: tuple[str, ...]) -> None:
+        if key in done:
+            return
+        if key in path:
+            raise ValueError(f"reproduce columns need each other in a cycle: {' -> '.join(path + (key,))}")
+        if key not in columns:
+            raise ValueError(f"column {path[-1]!r} needs {key!r}, which no table of the suite declares")
+        for need in columns[key].needs:
+            visit(need.column, path + (key,))
+        done.append(key)
+
+    for key in wanted:
+        visit(key, ())
+    return tuple(columns[k] for k in done)

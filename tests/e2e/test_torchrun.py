@@ -1,0 +1,43 @@
+"""`darkseg` under torchrun (2 CPU processes, gloo): one JSON report with the single-process figures; the hint."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+TEACHER = "configs/dgkd_wlss/scenes_teacher.yaml"
+
+
+def torchrun(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "darkseg.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_eval_json_under_torchrun_is_one_report_counting_every_sample_once(tmp_path, tiny, capsys):
+    from darkseg.cli import main
+
+    run = tmp_path / "run"
+    common = [*tiny, f"output_dir={run}", "train.device=cpu"]
+    assert main(["train", TEACHER, *common, "train.iterations=2", "train.val_every=0"]) == 0
+    in_training = list(csv.DictReader((run / "val_log.csv").open()))[-1]
+    evaluated = torchrun("eval", TEACHER, *common, "--split", "val", "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads(evaluated.stdout)  # exactly one JSON document (two ranks printing would not parse)
+    assert report["miou"] == pytest.approx(float(in_training["miou"]), abs=1e-9)
+    assert report["pixacc"] == pytest.approx(float(in_training["pixacc"]), abs=1e-9)
+
+
+def test_continue_hint_keeps_the_torchrun_prefix(monkeypatch):
+    from argparse import Namespace
+
+    from darkseg.commands.train import _continue_command
+
+    args = Namespace(config=TEACHER, overrides=["train.iterations=9"])
+    assert _continue_command(args) == f"darkseg train {TEACHER} train.iterations=9 --resume"
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert _continue_command(args) == (f"torchrun --nproc_per_node 4 --nnodes 2 -m darkseg.cli train {TEACHER} "
+                                       "train.iterations=9 --resume")

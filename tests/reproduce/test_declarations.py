@@ -1,0 +1,94 @@
+"""The PLDA, ASDT and two-stage declarations of `darkseg reproduce`: every column resolves to an existing config that
+trains what its label says, retrained columns read the pseudo masks of their source run, the CLI lists the papers."""
+
+from pathlib import Path
+
+import pytest
+
+from darkseg.cli import main
+from darkseg.reproduce.papers import PAPERS
+from darkseg.reproduce.runner import Plan
+from darkseg.reproduce.two_stage import PSEUDO_DIR
+
+CONFIGS = Path("configs")
+
+
+def _configs(paper: str, suite: str, tmp_path: Path) -> tuple[Plan, dict]:
+    plan = Plan(PAPERS[paper].suites[suite], CONFIGS, tmp_path, (4,), quick=False)
+    return plan, {key: plan.config(col, 4) for key, col in plan.suite.columns().items()}
+
+
+@pytest.mark.parametrize(("paper", "suite"), [("dgkd-wlss", "scenes"), ("plda", "scenes"), ("asdt", "scenes")])
+def test_retrained_columns_read_the_pseudo_masks_of_their_source_run(paper, suite, tmp_path):
+    plan, cfgs = _configs(paper, suite, tmp_path)
+    columns = plan.suite.columns()
+    table = plan.suite.ablations["two-stage"]
+    retrained = [c for c in table.columns if any(n.path == PSEUDO_DIR for n in c.needs)]
+    assert retrained and table.baseline in columns
+    for col in retrained:
+        (need,) = col.needs
+        source = columns[need.column]
+        assert source.export is not None, f"{source.key} must export the pseudo masks {col.key} trains on"
+        cfg, src = cfgs[col.key], cfgs[source.key]
+        assert cfg.method.name == "supervised" and cfg.model.name in ("deeplabv1", "deeplabv2")
+        assert cfg.data.train_mask_dir == str(plan.run_dir(source, 4) / PSEUDO_DIR)
+        # the segmenter learns from the images the pseudo masks were made from and is scored like its source
+        assert cfg.method.input == src.method.input and cfg.eval.split == src.eval.split
+        assert (cfg.data.root, cfg.data.scenes, cfg.data.train_split) == (src.data.root, src.data.scenes,
+                                                                           src.data.train_split)
+
+
+def test_dgkd_two_stage_is_table_6_deeplabv2_on_the_dark_pseudo_masks_of_dgkd_dgf2(tmp_path):
+    plan, cfgs = _configs("dgkd-wlss", "scenes", tmp_path)
+    table = plan.suite.ablations["two-stage"]
+    assert [c.key for c in table.columns] == ["dgkd_dgf2", "two_stage"] and table.baseline == "dgkd_dgf2"
+    assert table.columns[0] is plan.suite.main.columns[3]  # the Table 1 run, trained once
+    assert cfgs["two_stage"].model.name == "deeplabv2" and cfgs["two_stage"].method.input == "dark"
+    assert "two-stage" in PAPERS["dgkd-wlss"].suites["voc"].ablations
+    voc = Plan(PAPERS["dgkd-wlss"].suites["voc"], CONFIGS, tmp_path, (0,), quick=False)
+    cfg = voc.config(voc.suite.columns()["two_stage"], 0)
+    assert cfg.method.input == "dark" and cfg.data.train_split == "train_aug" and cfg.eval.split == "val"
+
+
+def test_plda_declaration_compares_with_seam(tmp_path):
+    plan, cfgs = _configs("plda", "scenes", tmp_path)
+    main_table = plan.suite.main
+    assert [c.key for c in main_table.columns] == ["seam", "plda"] and main_table.baseline == "seam"
+    assert cfgs["seam"].method.name == "seam" and cfgs["seam"].method.plda is None
+    assert cfgs["plda"].method.plda is not None and cfgs["plda"].method.plda.theta == 0.6
+    assert cfgs["seam_dark"].method.input == cfgs["plda_dark"].method.input == "dark"
+    assert {cfgs[f"theta_{t}"].method.plda.theta for t in ("0.4", "0.5", "0.7", "0.8")} == {0.4, 0.5, 0.7, 0.8}
+    assert cfgs["dann"].method.plda.alignment == "global" and cfgs["simple_assign"].method.plda.assign == "simple"
+    for name, table in plan.suite.ablations.items():
+        if name in ("dark", "two-stage"):
+            continue
+        keys = [c.key for c in table.columns]  # SEAM, the variants, the full method
+        assert keys[0] == "seam" == table.baseline and keys[-1] == "plda"
+    assert len(plan.suite.quick_seeds) >= 2  # a quick run has a paired interval, however wide
+
+
+def test_asdt_declaration_is_table_4_with_the_class_teacher_baseline(tmp_path):
+    plan, cfgs = _configs("asdt", "scenes", tmp_path)
+    main_table = plan.suite.main
+    strategies = {c.key: cfgs[c.key].method.strategy for c in main_table.columns}
+    assert strategies == {"class_teacher": "class_teacher", "seg_teacher": "seg_teacher", "naive_max": "naive_max",
+                          "naive_mean": "naive_mean", "asdt": "alternative"}
+    assert main_table.baseline == "class_teacher" and cfgs["class_teacher"].model.seg_teacher is False
+    assert main_table.compared() == ("seg_teacher", "naive_max", "naive_mean", "asdt")
+
+
+def test_reproduce_help_lists_the_papers_and_two_stage(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # no line wrapping inside the names
+    with pytest.raises(SystemExit) as exit_:
+        main(["reproduce", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "{asdt,dgkd-wlss,plda}" in out and "--two-stage" in out
+    for declared in ("dgkd-wlss scenes", "dgkd-wlss voc", "plda scenes", "asdt scenes"):
+        assert declared in out, declared
+
+
+def test_two_stage_on_a_suite_without_it_fails_in_one_line(capsys):
+    assert main(["reproduce", "dgkd-wlss", "--suite", "lis", "--two-stage"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--two-stage" in err[0] and "scenes, voc" in err[0]

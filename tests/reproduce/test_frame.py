@@ -1,0 +1,123 @@
+"""The declaration frame of `darkseg reproduce`: run order from needs, need overrides, exports, paired summaries."""
+
+import json
+from pathlib import Path
+
+import pytest
+from scipy import stats as sps
+
+from darkseg.reproduce.papers import PAPERS
+from darkseg.reproduce.report import summarise
+from darkseg.reproduce.runner import METRICS_FILE, Plan, Progress, RunResult, run_one, run_plan
+from darkseg.reproduce.tables import Column, Need, Suite, Table, order_runs
+
+CONFIGS = Path("configs")
+
+
+def _two_stage_suite(exports: list) -> Suite:
+    """A CAM column whose exported pseudo masks a supervised column reads, declared as a new method would."""
+
+    def export(cfg, run_dir):
+        exports.append(run_dir)
+        (run_dir / "pseudo").mkdir()
+
+    cam = Column("cam", "CAM", "dgkd_wlss/scenes_teacher.yaml", export=export)
+    sup = Column("retrain", "supervised retrain", "dgkd_wlss/scenes_dgkd.yaml",
+                 needs=(Need("cam", "method.teacher.weights", "pseudo"),))
+    return Suite("toy", Table("toy table", (sup, cam), baseline="cam"))
+
+
+def test_needed_columns_run_first_and_cycles_are_refused():
+    suite = _two_stage_suite([])
+    assert [c.key for c in order_runs(suite.columns(), ("retrain",))] == ["cam", "retrain"]
+    a = Column("a", "A", "a.yaml", needs=(Need("b", "x"),))
+    b = Column("b", "B", "b.yaml", needs=(Need("a", "x"),))
+    with pytest.raises(ValueError, match="cycle"):
+        order_runs({"a": a, "b": b}, ("a",))
+    with pytest.raises(ValueError, match="no table"):
+        order_runs({"a": a}, ("a",))
+
+
+def test_dgkd_declaration_trains_the_teacher_first_and_points_students_at_it(tmp_path):
+    suite = PAPERS["dgkd-wlss"].suites["scenes"]
+    order = [c.key for c in order_runs(suite.columns(), ("dgkd", "baseline"))]
+    assert order == ["teacher", "dgkd", "baseline"]
+    plan = Plan(suite, CONFIGS, tmp_path, (3,), quick=True)
+    cfg = plan.config(suite.columns()["dgkd_dgf2"], 3)
+    assert cfg.seed == 3 and cfg.train.iterations == 700
+    assert cfg.method.teacher.weights == str(tmp_path / "runs" / "teacher" / "seed3" / "model_final.safetensors")
+    assert set(suite.ablations) == {"kd-loss", "dgf2", "depth-model", "lambda", "steps", "two-stage"}
+    for name, table in suite.ablations.items():  # every ablation row is compared with the Table 1 baseline run
+        if name != "two-stage":
+            assert table.columns[0] is suite.main.columns[1]
+            assert table.compared() == tuple(c.key for c in table.columns[1:])
+
+
+def test_export_runs_once_after_training_and_feeds_the_next_column(tmp_path):
+    exports = []
+    suite = _two_stage_suite(exports)
+    plan = Plan(suite, CONFIGS, tmp_path, (0,), quick=False)
+    cam = suite.columns()["cam"]
+    run_dir = plan.run_dir(cam, 0)
+    run_dir.mkdir(parents=True)
+    (run_dir / "model_final.safetensors").write_bytes(b"")  # a finished run: reused, not trained
+    metrics = {"split": "test", "miou": 40.0, "pixacc": 80.0, "per_class_iou": {}, "params": 1, "gmac": 0.1,
+               "input_view": "image"}
+    (run_dir / METRICS_FILE).write_text(json.dumps(metrics))
+    for _ in range(2):
+        result = run_one(plan, cam, 0, Progress(1))
+    assert exports == [run_dir] and (run_dir / "pseudo").is_dir() and result.metrics["miou"] == 40.0
+    assert plan.config(suite.columns()["retrain"], 0).method.teacher.weights == str(run_dir / "pseudo")
+
+
+def test_an_export_runs_only_when_a_column_of_the_plan_needs_it(tmp_path):
+    exports = []
+    suite = _two_stage_suite(exports)
+    plan = Plan(suite, CONFIGS, tmp_path, (0,), quick=False)
+    metrics = {"split": "test", "miou": 40.0, "pixacc": 80.0, "per_class_iou": {}, "params": 1, "gmac": 0.1,
+               "input_view": "image"}
+    for column in suite.columns().values():  # finished runs: reused, not trained
+        run_dir = plan.run_dir(column, 0)
+        run_dir.mkdir(parents=True)
+        (run_dir / "model_final.safetensors").write_bytes(b"")
+        (run_dir / METRICS_FILE).write_text(json.dumps(metrics))
+    run_plan(plan, ("cam",))
+    assert exports == []
+    run_plan(plan, ("retrain",))
+    assert exports == [plan.run_dir(suite.columns()["cam"], 0)]
+
+
+def _results(key: str, mious: dict[int, float]) -> list[RunResult]:
+    return [RunResult(key, seed, Path("."), {"miou": m, "pixacc": 50.0 + m / 10, "per_class_iou": {"bg": m},
+                                             "split": "test"}, 10, 0.5, "dark") for seed, m in mious.items()]
+
+
+def test_summary_has_per_seed_values_and_paired_intervals():
+    table = PAPERS["dgkd-wlss"].suites["scenes"].main
+    teacher = {0: 70.0, 1: 71.0, 2: 69.0}
+    base = {0: 20.0, 1: 33.0, 2: 38.0}
+    dgkd = {2: 41.0, 0: 24.0, 1: 34.0}  # another seed order: paired by seed, not by position
+    summary = summarise({"teacher": _results("teacher", teacher), "baseline": _results("baseline", base),
+                         "dgkd": _results("dgkd", dgkd), "dgkd_dgf2": _results("dgkd_dgf2", base)}, table)
+    col = summary["dgkd"]
+    assert col["seeds"] == [2, 0, 1] and col["miou_per_seed"] == [41.0, 24.0, 34.0]
+    assert col["miou"] == pytest.approx(33.0) and col["miou_std"] == pytest.approx(sps.tstd([41.0, 24.0, 34.0]))
+    ref = sps.ttest_rel([24.0, 34.0, 41.0], [20.0, 33.0, 38.0]).confidence_interval(0.95)
+    assert col["diff_vs_baseline"]["mean"] == pytest.approx(8.0 / 3)
+    assert col["diff_vs_baseline"]["ci95"] == pytest.approx([ref.low, ref.high])
+    assert summary["dgkd_dgf2"]["diff_vs_baseline"] == {"mean": 0.0, "ci95": [0.0, 0.0]}
+    assert "diff_vs_baseline" not in summary["baseline"] and "diff_vs_baseline" not in summary["teacher"]
+    assert col["gap_recovered"] == pytest.approx((33.0 - 30.333333) / (70.0 - 30.333333), rel=1e-5)
+    seed_gaps = [4.0 / 50.0, 1.0 / 38.0, 3.0 / 31.0]
+    ref = sps.t.interval(0.95, 2, loc=sum(seed_gaps) / 3, scale=sps.sem(seed_gaps))
+    assert col["gap_recovered_ci95"] == pytest.approx(ref)
+
+
+def test_trust_note_names_the_interval_or_its_absence(tmp_path):
+    from darkseg.reproduce.report import trust_note
+
+    suite = PAPERS["dgkd-wlss"].suites["scenes"]
+    one = " ".join(trust_note(Plan(suite, CONFIGS, tmp_path, (0,), quick=True)))
+    assert "one seed (0)" in one and "null" in one and "Quick mode" in one
+    five = " ".join(trust_note(Plan(suite, CONFIGS, tmp_path, (0, 1, 2, 3, 4), quick=False)))
+    assert "5 seeds" in five and "t(0.975, 4) = 2.78" in five and "Quick mode" not in five
