@@ -56,15 +56,20 @@ def run(args: argparse.Namespace) -> int:
                         **metrics.to_dict()})
     if not is_main_process():  # under torchrun every rank computed the same metrics; rank 0 reports them
         return 0
+    if not _write_json(args, result):
+        print(f"split {split}, masks {masks} (classes filtered by {cfg.eval.inference.class_filter})")
+        print(metrics.table())
+    return 0
+
+
+def _write_json(args: argparse.Namespace, result: dict) -> bool:
+    """Write ``result`` to ``--out`` if given and print it with ``--json``; True when it was printed."""
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2, allow_nan=False))
     if args.json:
         print(json.dumps(result, allow_nan=False))
-    else:
-        print(f"split {split}, masks {masks} (classes filtered by {cfg.eval.inference.class_filter})")
-        print(metrics.table())
-    return 0
+    return bool(args.json)
 
 
 def _run_sets(args: argparse.Namespace, cfg, split: str) -> int:  # noqa: ANN001 - ExperimentConfig
@@ -75,13 +80,7 @@ def _run_sets(args: argparse.Namespace, cfg, split: str) -> int:  # noqa: ANN001
     tokens = [t.strip() for t in args.datasets.split(",") if t.strip()]
     results = evaluate_sets(cfg, args.weights, tokens, split, args.predictions, progress=not args.json)
     result = json_safe({"split": split, "datasets": results})
-    if not is_main_process():
-        return 0
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2, allow_nan=False))
-    if args.json:
-        print(json.dumps(result, allow_nan=False))
+    if not is_main_process() or _write_json(args, result):
         return 0
     for token, metrics in results.items():
         if "predictions" in metrics:
