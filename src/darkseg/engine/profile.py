@@ -17,6 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from darkseg.config import ExperimentConfig
 from darkseg.engine.runner import build_method, dataset_info
+from darkseg.methods.base import Method
 from darkseg.models.factory import build_segmenter
 
 log = logging.getLogger(__name__)
@@ -84,8 +85,17 @@ def count_gmac(fn: Callable[[], object], parts: dict[str, nn.Module] | None = No
 TRAIN_BATCH = 2  # BatchNorm in training mode needs more than one value per channel (ASPP image pooling)
 
 
-def _synthetic_batch(views: tuple[str, ...], size: int, num_classes: int, device: torch.device) -> dict:
-    n = TRAIN_BATCH
+def synthetic_batch(method: Method, size: int, device: torch.device, n: int = TRAIN_BATCH) -> dict:
+    """A batch of every view ``method`` trains on (size × size, ``n`` samples); one per training domain, keyed
+    ``domain/view`` as ``data.loader.domain_streams`` yields them, for a multi-domain method."""
+    domains = method.train_domains()
+    if domains is None:
+        return _views_batch(method.train_views(), size, method.info.num_classes, device, n)
+    return {f"{name}/{k}": v for name, d in domains.items()
+            for k, v in _views_batch(d.views, size, method.info.num_classes, device, n).items()}
+
+
+def _views_batch(views: tuple[str, ...], size: int, num_classes: int, device: torch.device, n: int) -> dict:
     batch: dict = {}
     for v in views:
         if v in ("image", "dark", "day"):
@@ -123,12 +133,7 @@ def _training(
     with device:
         method = build_method(cfg, load_external=False)
     method.nets.train()
-    domains = method.train_domains()
-    if domains is None:
-        batch = _synthetic_batch(method.train_views(), size, method.info.num_classes, device)
-    else:  # one batch per training domain, keyed "domain/view" as data.loader.domain_streams yields them
-        batch = {f"{name}/{k}": v for name, d in domains.items()
-                 for k, v in _synthetic_batch(d.views, size, method.info.num_classes, device).items()}
+    batch = synthetic_batch(method, size, device)
 
     def step() -> None:
         ctx: dict = {}
