@@ -25,6 +25,12 @@ def effective_amp(mode: str, device_type: str, key: str = "train.amp") -> str:
     return mode
 
 
+def recipe_amp(mode: str, device_type: str) -> str:
+    """A recipe's ``amp`` on ``device_type``: fp16 autocast exists only on CUDA, so fp16 becomes bf16 elsewhere (which
+    ``effective_amp`` then runs as float32 on a CPU without native bfloat16); other modes are kept."""
+    return "bf16" if mode == "fp16" and device_type != "cuda" else mode
+
+
 @functools.cache
 def _warn_once(key: str) -> None:
     log.warning(f"{key}=bf16: this CPU has no native bfloat16 (torch reports {torch.backends.cpu.get_cpu_capability()}),"

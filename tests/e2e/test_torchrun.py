@@ -41,3 +41,29 @@ def test_continue_hint_keeps_the_torchrun_prefix(monkeypatch):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     assert _continue_command(args) == (f"torchrun --nproc_per_node 4 --nnodes 2 -m darkseg.cli train {TEACHER} "
                                        "train.iterations=9 --resume")
+
+
+def test_dania_trains_under_torchrun_with_its_two_phases(tmp_path):
+    """Two optimisers, two domain streams and alternating phases under DDP (gloo): the run finishes on both ranks
+    and logs the generator and discriminator losses."""
+    from darkseg.cli import main
+    from darkseg.data.scenes_daynight import DayNightConfig, ensure
+
+    kw = dict(height=32, width=64, n_train=4, n_val=2, n_night_train=4, n_night_val=2, n_night_test=2, seed=1)
+    root = tmp_path / "scenes_daynight"
+    ensure(root, DayNightConfig(**kw), progress=False)
+    assert main(["align", "scenes_daynight", str(root), "--split", "night_train", "--model", "similarity",
+                 "--json"]) == 0
+    data = [f"data.root={root}", *(f"data.scenes_daynight.{k}={v}" for k, v in kw.items()),
+            f"data.target.root={root}", *(f"data.target.scenes_daynight.{k}={v}" for k, v in kw.items()),
+            "data.augment.crop_size=32", "data.target.augment.crop_size=32", "data.batch_size=2",
+            "data.num_workers=0"]
+    run = tmp_path / "dania"
+    done = torchrun("train", "configs/dania/scenes_dania_deeplabv2.yaml", *data, "method.init=null",
+                    "model.segmenter.backbone.width=0.0625", "model.relight.width=4", "train.iterations=3",
+                    "train.progress=false", "train.val_every=0", "train.ckpt_every=0", "train.device=cpu",
+                    f"output_dir={run}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = list(csv.DictReader((run / "train_log.csv").open()))
+    assert int(rows[-1]["iteration"]) == 3 and {"loss/static", "disc/loss/d_night"} <= set(rows[-1])
+    assert (run / "model_final.safetensors").is_file()

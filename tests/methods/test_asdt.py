@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from pydantic import ValidationError
+from safetensors.torch import load_file
 
 from darkseg.config import load_config
 from darkseg.engine.runner import build_method
@@ -45,8 +46,10 @@ def test_pwm_phase_and_ratio() -> None:
 # -- structure loss -------------------------------------------------------------------------------------------
 
 
-def brute_force_structure(logits: torch.Tensor, image: torch.Tensor, sxy: float, srgb: float) -> torch.Tensor:
-    """Eq. (6)-(8) literally: Σ_i Σ_{j≠i} (1 − max_c p_ci) G_ij Σ_c p_ci (1 − p_cj), mean over the batch."""
+def brute_force_structure(logits: torch.Tensor, image: torch.Tensor, sxy: float, srgb: float,
+                          unlabelled: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. (6)-(8) literally: Σ_i Σ_{j≠i} (1 − max_c p_ci) G_ij Σ_c p_ci (1 − p_cj), mean over the batch; the
+    gate is 1 on ``unlabelled`` pixels (RRM's code)."""
     b, c, h, w = logits.shape
     p = logits.softmax(1).flatten(2)  # (B, C, N)
     ys, xs = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
@@ -61,6 +64,8 @@ def brute_force_structure(logits: torch.Tensor, image: torch.Tensor, sxy: float,
         e = g * (pk.T[:, None, :] * (1 - pk.T[None, :, :])).sum(-1)  # E_ij
         e = e * (1 - torch.eye(h * w, dtype=torch.float64))
         gate = 1 - pk.max(0).values.detach()
+        if unlabelled is not None:
+            gate = torch.where(unlabelled[k].flatten(), 1.0, gate)
         total = total + (gate[:, None] * e).sum()
     return total / b
 
@@ -79,6 +84,20 @@ def test_structure_loss_equals_brute_force_value_and_gradient() -> None:
     assert all(torch.allclose(a, b, rtol=1e-3, atol=1e-5) for a, b in zip(g_ours, g_ref))
     half = structure_loss([logits, other], image, cfg.model_copy(update={"weight": 0.5}))
     assert torch.allclose(half, 0.5 * ours)
+
+
+def test_structure_loss_with_rrm_gate_equals_brute_force() -> None:
+    torch.manual_seed(2)
+    logits = torch.randn(2, 3, 4, 6, requires_grad=True)
+    image = torch.rand(2, 3, 4, 6)
+    unlabelled = torch.rand(2, 4, 6) < 0.4
+    cfg = StructureLossConfig(weight=1.0, sigma_rgb=40.0, sigma_xy=3.0, scale=1.0, unlabelled_gate=True)
+    ours = structure_loss([logits], image, cfg, [unlabelled])
+    ref = brute_force_structure(logits.double(), image, 3.0, 40.0, unlabelled)
+    assert torch.allclose(ours.double(), ref, rtol=1e-4)
+    g_ours, g_ref = (torch.autograd.grad(v, logits)[0] for v in (ours, ref))
+    assert torch.allclose(g_ours, g_ref, rtol=1e-3, atol=1e-6)
+    assert ours > structure_loss([logits], image, cfg)  # gate 1 ≥ 1 − max p: more energy counts
 
 
 def test_structure_loss_is_low_for_a_segmentation_that_follows_colour() -> None:
@@ -135,6 +154,18 @@ def test_reliable_label_sure_object_core_and_background() -> None:
     assert (label == 255).sum() > 0  # R^ct removes the uncertain ring
 
 
+def test_reliable_label_at_half_resolution_agrees_with_full_resolution() -> None:
+    image, cams, labels = scene()
+    full = reliable_label(image, cams, labels, KnowledgeConfig())
+    half_image = image.reshape(20, 2, 20, 2, 3).mean((1, 3)).round().astype(np.uint8)
+    half_cams = cams.reshape(3, 20, 2, 20, 2).mean((2, 4))
+    half = reliable_label(half_image, half_cams, labels, KnowledgeConfig(scale=0.5))
+    up = half.repeat(2, 0).repeat(2, 1)
+    both = (full != 255) & (up != 255)
+    assert both.sum() > 0.3 * full.size and (full[both] == up[both]).mean() > 0.98
+    assert KnowledgeConfig(scale=0.5).scaled(KnowledgeConfig().crf).bilateral_sxy == 40.0
+
+
 def test_reliable_label_guards_a_present_class_without_activation() -> None:
     image, cams, labels = scene()
     labels[2] = 1.0  # class 3 is in the image labels but its CAM is zero everywhere (the reference crashes)
@@ -189,19 +220,19 @@ def batch() -> dict:
     return {"image": torch.rand(2, 3, 48, 48), "labels": labels}
 
 
-@pytest.mark.parametrize("config", ["scenes_asdt", "scenes_class_teacher", "scenes_seg_teacher", "scenes_naive_max",
-                                    "scenes_naive_mean"])
+@pytest.mark.parametrize("config", ["scenes_rrm", "scenes_asdt", "scenes_class_teacher", "scenes_seg_teacher",
+                                    "scenes_naive_max", "scenes_naive_mean", "ablations/scenes_asdt_no_reliability",
+                                    "ablations/scenes_asdt_no_structure"])
 def test_training_step_of_every_strategy(config: str) -> None:
     method = build_method(load_config(f"configs/asdt/{config}.yaml", TINY))
     model = method.nets["model"]
     out = method.training_step("main", batch(), 0, {})
-    branches = {"student"} | ({"seg_teacher"} if model.has_seg_teacher else set())
+    branches = {name for name in ("student", "seg_teacher") if getattr(model, name) is not None}
     assert set(out.losses) == {"cls", "structure"} | branches
     assert all(torch.isfinite(v) for v in out.losses.values())
     sum(out.losses.values()).backward()
-    assert model.student[0].weight.grad.abs().sum() > 0 and model.classifier.weight.grad.abs().sum() > 0
-    if model.has_seg_teacher:
-        assert model.seg_teacher[0].weight.grad.abs().sum() > 0
+    assert model.classifier.weight.grad.abs().sum() > 0
+    assert all(getattr(model, name)[0].weight.grad.abs().sum() > 0 for name in branches)
 
 
 def test_alternative_student_follows_the_pwm_and_warmup_is_classification_only() -> None:
@@ -213,10 +244,35 @@ def test_alternative_student_follows_the_pwm_and_warmup_is_classification_only()
     assert late.metrics["seg_teacher_selected"] == 1.0
 
 
+def test_labels_made_at_half_resolution_train_at_full_resolution() -> None:
+    method = build_method(load_config("configs/asdt/scenes_asdt.yaml", [*TINY, "method.knowledge.scale=0.5"]))
+    for iteration in (0, 125):  # B^ct only, then B^ct and B^st
+        out = method.training_step("main", batch(), iteration, {})
+        assert {"student", "seg_teacher", "structure"} <= set(out.losses)
+        assert all(torch.isfinite(v) for v in out.losses.values())
+
+
 def test_strategy_needing_a_seg_teacher_is_a_config_error() -> None:
     cfg = load_config("configs/asdt/scenes_seg_teacher.yaml", [*TINY, "model.seg_teacher=false"])
     with pytest.raises(ConfigError, match="method.strategy"):
         build_method(cfg)
+
+
+@pytest.mark.parametrize(("config", "override"), [("scenes_rrm", "model.student=true"),
+                                                  ("scenes_asdt", "model.student=false")])
+def test_strategy_none_goes_with_a_model_without_student(config: str, override: str) -> None:
+    with pytest.raises(ConfigError, match="strategy none"):
+        build_method(load_config(f"configs/asdt/{config}.yaml", [*TINY, override]))
+
+
+def test_rrm_is_the_seg_branch_on_b_ct_with_rrm_energy_gate() -> None:
+    method = build_method(load_config("configs/asdt/scenes_rrm.yaml", TINY))
+    model = method.nets["model"]
+    assert model.student is None and model.has_seg_teacher
+    assert method.mcfg.structure.unlabelled_gate and method.student_target(125) is None
+    with torch.no_grad():
+        out = model.eval()(batch()["image"])
+    assert torch.allclose(out["masks"], out["st_logits"].softmax(1)) and "s_logits" not in out
 
 
 def test_multiscale_cams_average_the_scales_at_feature_size() -> None:
@@ -226,14 +282,15 @@ def test_multiscale_cams_average_the_scales_at_feature_size() -> None:
     with torch.no_grad():
         c1 = model(image)["cams"]
         c_half = model(F.interpolate(image, size=(24, 24), mode="bilinear", align_corners=False))["cams"]
-        ours = method.multiscale_cams(image, c1)
+        ours = method.multiscale_cams(image, c1, (48, 48))
     ref = 0.5 * (c1 + F.interpolate(c_half, size=c1.shape[-2:], mode="bilinear", align_corners=False))
     assert ours.shape == (2, 8, 48, 48)
     ref = F.interpolate(ref, size=(48, 48), mode="bilinear", align_corners=False)
     assert torch.allclose(ours, ref, rtol=1e-5, atol=1e-6), (ours - ref).abs().max()
 
 
-def test_cli_train_and_eval_on_a_tiny_benchmark(tmp_path, capsys) -> None:
+@pytest.mark.parametrize("config", ["scenes_asdt", "scenes_rrm"])
+def test_cli_train_and_eval_on_a_tiny_benchmark(config: str, tmp_path, capsys) -> None:
     from darkseg.cli import main
     from darkseg.data.scenes import ScenesConfig, generate_scenes
 
@@ -244,8 +301,29 @@ def test_cli_train_and_eval_on_a_tiny_benchmark(tmp_path, capsys) -> None:
             "data.batch_size=4", "data.num_workers=0", "method.distill_start=1", "train.iterations=3",
             "train.val_every=3", "train.ckpt_every=3", "train.progress=false", "train.threads=1",
             "eval.inference.batch_size=4", f"output_dir={run}"]
-    assert main(["train", "configs/asdt/scenes_asdt.yaml", *args]) == 0
+    assert main(["train", f"configs/asdt/{config}.yaml", *args]) == 0
     assert (run / "model_final.safetensors").is_file()
     capsys.readouterr()
-    assert main(["eval", "configs/asdt/scenes_asdt.yaml", *args, "--split", "test", "--json"]) == 0
+    assert main(["eval", f"configs/asdt/{config}.yaml", *args, "--split", "test", "--json"]) == 0
     assert '"miou"' in capsys.readouterr().out
+
+
+def test_inference_only_table_5_rows_train_the_full_model(tmp_path) -> None:
+    """Without CRF / mean fusion change only the inference: the same seed trains the same weights as ASDT, so their
+    paired differences are the inference option alone."""
+    from darkseg.cli import main
+    from darkseg.data.scenes import ScenesConfig, generate_scenes
+
+    scenes = dict(size=48, n_train=4, n_val=2, n_test=2, n_pairs_train=0, n_pairs_val=0, workers=1)
+    generate_scenes(tmp_path / "scenes", ScenesConfig(**scenes), progress=False)
+    args = [f"data.root={tmp_path / 'scenes'}", *(f"data.scenes.{k}={v}" for k, v in scenes.items()), *TINY,
+            "data.batch_size=2", "data.num_workers=0", "method.distill_start=1", "train.iterations=2",
+            "train.ckpt_every=0", "train.progress=false", "train.threads=1", "eval.inference.batch_size=2"]
+    weights = {}
+    for config in ("scenes_asdt", "ablations/scenes_asdt_fusion_mean", "ablations/scenes_asdt_no_crf"):
+        run = tmp_path / config.replace("/", "_")
+        assert main(["train", f"configs/asdt/{config}.yaml", *args, f"output_dir={run}"]) == 0
+        weights[config] = load_file(run / "model_final.safetensors")
+    full = weights.pop("scenes_asdt")
+    for config, state in weights.items():
+        assert state.keys() == full.keys() and all(torch.equal(state[k], full[k]) for k in full), config

@@ -15,6 +15,7 @@ from darkseg.cli import main
 from darkseg.config import ExperimentConfig, load_config
 from darkseg.data.scenes_daynight import DayNightConfig, ensure
 from darkseg.engine.runner import build_method
+from darkseg.errors import ConfigError
 from darkseg.methods.dania import (
     discriminator_loss,
     exposure_loss,
@@ -162,3 +163,19 @@ def test_cli_train_from_source_only_and_eval(daynight, tmp_path, capsys):
     assert main(["profile", "configs/dania/scenes_dania_deeplabv2.yaml", "--size", "32", *common, *target, "--json"]) == 0
     prof = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert prof["params"] > prof["deploy_params"] and prof["gmac"] > prof["deploy_gmac"]
+
+
+def test_eq20_warps_the_night_prediction_onto_the_day_view_and_needs_the_back_flow():
+    with pytest.raises(ConfigError, match="align_flow=fine_back"):
+        build_method(_cfg(align="night"))
+    cfg = _cfg(align="night")
+    cfg.data.target.align_flow = "fine_back"
+    torch.manual_seed(0)
+    method = build_method(cfg)
+    batch = _batch(torch.Generator().manual_seed(1))
+    out = method.training_step("main", batch, 0, {})
+    # the flow shifts by 1.5 px: the last columns of the day view have no night pixel; the NaN pair none at all
+    assert 0 < float(out.metrics["static_px"]) < 0.5
+    out.losses["static"].backward()
+    grads = [p.grad for p in method.nets["model"].segmenter.parameters() if p.grad is not None]
+    assert grads and sum(g.abs().sum() for g in grads) > 0  # through the warp

@@ -17,8 +17,8 @@ from darkseg.methods.plda import (
     cps_target,
     domain_labels,
     domain_loss,
-    dropout_disabled,
     erase,
+    erased_pass_mode,
     normalised_cam,
 )
 from darkseg.methods.seam import SEAMMethod
@@ -101,11 +101,11 @@ def test_cps_target_restricts_region_and_background() -> None:
 def test_grl_reverses_domain_gradient_into_features() -> None:
     torch.manual_seed(0)
     cfg = PLDAConfig(assign="simple", hidden=(8, 4), dropout=0.0, cps_source_weight=0.0, cps_target_weight=0.0)
-    plda = PLDA(cfg, 6, INFO, total_iterations=10)
+    plda = PLDA(cfg, 6, INFO, total_iterations=10, run_seed=0)
     classifier = plda.build_classifier()
     cam_rv = torch.rand(2, 4, 5, 5) * 3
     feats = torch.randn(2, 6, 5, 5, requires_grad=True)
-    out = {"cam_rv": cam_rv, "logits": torch.randn(2, 4, 5, 5), "feats": {"layer6": feats}}
+    out = {"masks": cam_rv, "logits": torch.randn(2, 4, 5, 5), "feats": {"layer6": feats}}
     labels = torch.ones(2, 3)
     step = plda(None, classifier, torch.rand(2, 3, 40, 40), out, labels, iteration=3)
     step.losses["da"].backward()
@@ -118,13 +118,25 @@ def test_grl_reverses_domain_gradient_into_features() -> None:
     assert torch.allclose(reversed_grad, -dann_coefficient(0.3) * feats.grad, atol=1e-6)
 
 
-def test_dropout_disabled_restores_training_mode() -> None:
+def test_erased_pass_mode_keeps_bn_statistics_and_turns_off_stochastic_layers() -> None:
+    from darkseg.models.ops.stochastic_gate import StochasticGate
+
     net = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.BatchNorm1d(3)).train()
-    with dropout_disabled(net):
-        assert not net[0].training and net[1].training
-        x = torch.ones(4, 3)
-        assert torch.equal(net[0](x), x)
-    assert net[0].training
+    gate = StochasticGate(0.3).train()
+    x = torch.randn(4, 3) * 3 + 1
+    with erased_pass_mode(net), erased_pass_mode(gate):
+        assert not net[0].training and net[1].training and not gate.training
+        out = net(x)
+    # normalised with the batch statistics, running statistics and the batch count untouched
+    ref = (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + net[1].eps)
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert torch.equal(net[1].running_mean, torch.zeros(3)) and torch.equal(net[1].running_var, torch.ones(3))
+    assert int(net[1].num_batches_tracked) == 0 and net[1].momentum == 0.1
+    assert net[0].training and gate.training
+    with erased_pass_mode(net, dropout=True):
+        assert net[0].training
+    net(x)  # outside: statistics update again
+    assert not torch.equal(net[1].running_mean, torch.zeros(3))
 
 
 def test_plda_on_seam_step() -> None:
@@ -155,7 +167,7 @@ def test_simple_assign_thresholds_validated() -> None:
 
 
 def test_cps_pseudo_label_ignores_background_logit() -> None:
-    plda = PLDA(PLDAConfig(), 6, INFO, total_iterations=10)
+    plda = PLDA(PLDAConfig(), 6, INFO, total_iterations=10, run_seed=0)
     image = torch.zeros(1, 3, 6, 8)
     image[..., :4] = 1.0  # two flat halves: PAMR keeps the edge
     logits = torch.full((1, 4, 6, 8), -5.0)
@@ -178,14 +190,14 @@ class _BrightnessCAM(torch.nn.Module):
         self.seen.append(image)
         cell = F.avg_pool2d(self.drop(image).mean(1, keepdim=True), 8)
         cam = torch.cat([torch.zeros_like(cell), cell, torch.zeros_like(cell)], 1)
-        return {"cam_rv": cam, "logits": cam}
+        return {"masks": cam, "logits": cam}
 
 
 def test_mask_assign_erases_source_and_reads_target_without_dropout() -> None:
     model = _BrightnessCAM().train()
     image = torch.zeros(1, 3, 8, 24)
     image[..., 0:8], image[..., 8:16], image[..., 16:24] = 1.0, 0.6, 0.0  # cells 1.0, 0.6, 0.0
-    plda = PLDA(PLDAConfig(theta=0.6), 6, INFO, total_iterations=10)
+    plda = PLDA(PLDAConfig(theta=0.6), 6, INFO, total_iterations=10, run_seed=0)
     out = model(image)
     domain, erased, erased_out = plda.assign(model, image, out, torch.tensor([[1.0, 0.0]]))
     mean = torch.tensor(INFO.mean).view(3, 1, 1)
@@ -208,11 +220,12 @@ def test_global_domain_loss_is_plain_ce_over_the_union() -> None:
     logp = torch.log_softmax(logits[0, 0, :, 0], dim=0)  # (2, 3)
     expected = -(logp[0, 0] + logp[1, 1]) / 2
     assert torch.allclose(global_domain_loss(logits, domain), expected)
-    plda = PLDA(PLDAConfig(alignment="global", hidden=(8, 4)), 6, INFO, total_iterations=10)
+    plda = PLDA(PLDAConfig(alignment="global", hidden=(8, 4)), 6, INFO, total_iterations=10, run_seed=0)
     assert plda.build_classifier().num_heads == 1
 
 
 PLDA_CONFIGS = [*sorted(Path("configs/plda").glob("scenes_plda*.yaml")),
+                *sorted(Path("configs/plda").glob("scenes_ssss*.yaml")),
                 *sorted(Path("configs/plda/ablations").glob("*.yaml"))]
 
 
@@ -220,3 +233,89 @@ PLDA_CONFIGS = [*sorted(Path("configs/plda").glob("scenes_plda*.yaml")),
 def test_scenes_plda_config_trains(config, seam_scenes, tmp_path) -> None:
     assert main(["train", str(config), *seam_scenes, f"output_dir={tmp_path}"]) == 0
     assert (tmp_path / "model_final.safetensors").is_file()
+
+
+def _ssss_cfg(plda: dict | None) -> ExperimentConfig:
+    model = {"name": "ssss", "aspp_channels": 8, "aspp_rates": [1, 2, 3], "decoder_channels": 8, "skip_channels": 8,
+             "freeze_aspp_bn_stats": False,
+             "backbone": {"name": "wideresnet38", "width": 0.0625, "blocks": [1, 1, 1, 1, 1, 1],
+                          "freeze_bn": False, "frozen_stages": []}}
+    method = {"name": "ssss", **({} if plda is None else {"plda": plda})}
+    return ExperimentConfig.model_validate({"seed": 3, "model": model, "train": {"iterations": 10},
+                                            "method": method})
+
+
+def test_plda_on_ssss_step_and_pairing_with_ssss_alone() -> None:
+    from darkseg.methods.ssss import SSSSMethod
+
+    torch.manual_seed(3)
+    alone = SSSSMethod(_ssss_cfg(None), INFO)
+    after_alone = torch.get_rng_state()
+    torch.manual_seed(3)
+    plda = SSSSMethod(_ssss_cfg({"hidden": [16, 8]}), INFO)
+    # the domain classifier is built from its own seed: same host weights, same global RNG stream
+    assert torch.equal(torch.get_rng_state(), after_alone)
+    host = plda.nets["model"].state_dict()
+    assert all(torch.equal(v, host[k]) for k, v in alone.nets["model"].state_dict().items())
+    assert isinstance(plda.nets["domain"], PixelDomainClassifier) and "domain" not in alone.nets
+    batch = {"image": torch.rand(2, 3, 48, 48), "labels": torch.tensor([[1.0, 0, 1], [0, 1, 0]])}
+    alone.nets.train(), plda.nets.train()
+    torch.manual_seed(5)
+    out_alone = alone.training_step("main", batch, 5, {})
+    after_alone = torch.get_rng_state()
+    torch.manual_seed(5)
+    out = plda.training_step("main", batch, 5, {})
+    # PLDA's erased pass and classifier dropout draw from their own generator: the host's draws are unchanged
+    assert torch.equal(torch.get_rng_state(), after_alone)
+    assert torch.equal(out.losses["cls"], out_alone.losses["cls"])
+    assert {"cls", "seg", "da", "cps_source", "cps_target"} <= set(out.losses)
+    assert out.metrics["plda/alpha"] == pytest.approx(dann_coefficient(0.5))
+    sum(out.losses.values()).backward()
+    assert plda.nets["domain"].heads.weight.grad.abs().sum() > 0  # stride-8 logits resized to the stride-4 masks
+    assert "domain" not in {n.split(".")[0] for n in plda.deploy_model().state_dict()}
+
+
+def test_plda_step_repeats_with_the_same_seed_and_iteration() -> None:
+    from darkseg.methods.ssss import SSSSMethod
+
+    losses = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        m = SSSSMethod(_ssss_cfg({"hidden": [16, 8], "erased_pass_dropout": True}), INFO)
+        m.nets.train()
+        torch.manual_seed(1)
+        batch = {"image": torch.rand(2, 3, 48, 48), "labels": torch.tensor([[1.0, 0, 1], [0, 1, 0]])}
+        losses.append(m.training_step("main", batch, 2, {}).losses)
+    assert all(torch.equal(losses[0][k], losses[1][k]) for k in losses[0])
+
+
+def test_cam_score_is_the_best_threshold_of_the_train_split(seam_scenes, tmp_path) -> None:
+    from darkseg.config import load_config
+    from darkseg.data.registry import build_dataset
+    from darkseg.data.transforms import EvalTransform
+    from darkseg.engine.cam_sweep import cam_score, class_maps, pseudo_mask
+    from darkseg.engine.runner import load_deployed
+    from darkseg.metrics import ConfusionMatrix
+
+    config = "configs/plda/scenes_ssss_plda.yaml"
+    assert main(["train", config, *seam_scenes, f"output_dir={tmp_path}"]) == 0
+    cfg = load_config(config, [*seam_scenes, f"output_dir={tmp_path}"])
+    thresholds = (0.05, 0.2, 0.4, 0.6, 0.8)
+    score = cam_score(cfg, tmp_path, None, scales=(1.0, 0.5), thresholds=thresholds, max_images=5)
+    # independent: class maps of the first 5 train images, one confusion matrix per threshold, the best one
+    model = load_deployed(cfg, tmp_path / "model_final.safetensors", torch.device("cpu")).eval()
+    data = build_dataset(cfg.data, "train", ("image", "mask", "labels"), EvalTransform())
+    maps = [(class_maps(model, data[i]["image"][None], data[i]["labels"], None, True, (1.0, 0.5), True),
+             data[i]["mask"]) for i in range(5)]
+    best = None
+    for t in thresholds:
+        cm = ConfusionMatrix(len(data.class_names))
+        for fg, mask in maps:
+            cm.update(pseudo_mask(fg, t), mask)
+        m = cm.compute(data.class_names)
+        if best is None or m.miou > best[1].miou:
+            best = (t, m)
+    assert score["split"] == "train" and score["images"] == 5 and score["bg_threshold"] == best[0]
+    assert score["miou"] == pytest.approx(best[1].miou) and score["pixacc"] == pytest.approx(best[1].pixacc)
+    assert score["per_class_iou"] == pytest.approx(best[1].iou, nan_ok=True)
+    assert set(score["miou_per_threshold"]) == {f"{t:.2f}" for t in thresholds}

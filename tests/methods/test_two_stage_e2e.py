@@ -87,7 +87,8 @@ def test_bad_pseudo_mask_folders_fail_in_one_line(tmp_path: Path, scenes: list[s
         assert len(lines) == 1 and "Traceback" not in lines[0]
         return lines[0]
 
-    assert f"{pseudo / ids[0]}.png" in train_stderr("a")
+    line = train_stderr("a")  # checked before training starts, with how many are missing
+    assert f"{pseudo / ids[0]}.png" in line and f"no mask for 1 of {len(ids)} train images" in line
     write_palette_png(pseudo / f"{ids[0]}.png", np.full((48, 48), 40, np.uint8))  # class id 40 of 9 classes
     assert f"{pseudo / ids[0]}.png: mask values 40 outside 0..8" in train_stderr("b")
 

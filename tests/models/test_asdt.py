@@ -76,3 +76,26 @@ def test_resnet_backbone() -> None:
     with torch.no_grad():
         out = m(torch.rand(1, 3, 64, 64))
     assert out["masks"].shape == (1, 3, 8, 8) and out["cls"].shape == (1, 2)
+
+
+def test_without_student_masks_are_the_seg_teacher_softmax() -> None:
+    m = small(student=False).eval()
+    with torch.no_grad():
+        out = m(torch.rand(1, 3, 40, 40))
+    assert m.student is None and "s_logits" not in out
+    assert torch.allclose(out["masks"], out["st_logits"].softmax(1))
+    with pytest.raises(ValueError, match="at least one segmentation branch"):
+        small(seg_teacher=False, student=False)
+
+
+def test_models_with_and_without_a_branch_start_alike() -> None:
+    """Paired runs: the backbone, classifier and every built branch have the same weights, and the global RNG is
+    left in the same state, whichever branches the model has."""
+    full = small()
+    next_draw = torch.rand(3)
+    for kw in ({"student": False}, {"seg_teacher": False}):
+        m = small(**kw)
+        assert torch.equal(torch.rand(3), next_draw), kw
+        state = m.state_dict()
+        assert state and all(torch.equal(t, full.state_dict()[name]) for name, t in state.items()), kw
+    assert not torch.equal(full.seg_teacher[0].weight, full.student[0].weight)

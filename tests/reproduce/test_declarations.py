@@ -50,31 +50,34 @@ def test_dgkd_two_stage_is_table_6_deeplabv2_on_the_dark_pseudo_masks_of_dgkd_dg
     assert cfg.method.input == "dark" and cfg.data.train_split == "train_aug" and cfg.eval.split == "val"
 
 
-def test_plda_declaration_compares_with_seam(tmp_path):
-    plan, cfgs = _configs("plda", "scenes", tmp_path)
-    main_table = plan.suite.main
-    assert [c.key for c in main_table.columns] == ["seam", "plda"] and main_table.baseline == "seam"
-    assert cfgs["seam"].method.name == "seam" and cfgs["seam"].method.plda is None
-    assert cfgs["plda"].method.plda is not None and cfgs["plda"].method.plda.theta == 0.6
-    assert cfgs["seam_dark"].method.input == cfgs["plda_dark"].method.input == "dark"
-    assert {cfgs[f"theta_{t}"].method.plda.theta for t in ("0.4", "0.5", "0.7", "0.8")} == {0.4, 0.5, 0.7, 0.8}
-    assert cfgs["dann"].method.plda.alignment == "global" and cfgs["simple_assign"].method.plda.assign == "simple"
-    for name, table in plan.suite.ablations.items():
-        if name in ("dark", "two-stage"):
-            continue
-        keys = [c.key for c in table.columns]  # SEAM, the variants, the full method
-        assert keys[0] == "seam" == table.baseline and keys[-1] == "plda"
-    assert len(plan.suite.quick_seeds) >= 2  # a quick run has a paired interval, however wide
-
-
-def test_asdt_declaration_is_table_4_with_the_class_teacher_baseline(tmp_path):
+def test_asdt_declaration_is_table_4_with_the_rrm_baseline_and_table_5(tmp_path):
     plan, cfgs = _configs("asdt", "scenes", tmp_path)
     main_table = plan.suite.main
+    assert [c.key for c in main_table.columns] == ["rrm", "class_teacher", "seg_teacher", "naive_max", "naive_mean",
+                                                   "asdt"]
     strategies = {c.key: cfgs[c.key].method.strategy for c in main_table.columns}
-    assert strategies == {"class_teacher": "class_teacher", "seg_teacher": "seg_teacher", "naive_max": "naive_max",
-                          "naive_mean": "naive_mean", "asdt": "alternative"}
-    assert main_table.baseline == "class_teacher" and cfgs["class_teacher"].model.seg_teacher is False
-    assert main_table.compared() == ("seg_teacher", "naive_max", "naive_mean", "asdt")
+    assert strategies == {"rrm": "none", "class_teacher": "class_teacher", "seg_teacher": "seg_teacher",
+                          "naive_max": "naive_max", "naive_mean": "naive_mean", "asdt": "alternative"}
+    assert main_table.baseline == "rrm" and main_table.compared() == tuple(strategies)[1:]
+    rrm, class_teacher = cfgs["rrm"], cfgs["class_teacher"]
+    assert (rrm.model.student, rrm.model.seg_teacher) == (False, True)
+    assert (class_teacher.model.student, class_teacher.model.seg_teacher) == (True, False)
+    assert rrm.method.structure.unlabelled_gate and not class_teacher.method.structure.unlabelled_gate
+    # Table 5: each row differs from the full model in exactly its component
+    table = plan.suite.ablations["components"]
+    assert table.baseline == "asdt" and table.columns[0] is main_table.columns[-1]
+    full = cfgs["asdt"].model_dump()
+    changed = {}
+    for key in table.compared():
+        row = cfgs[key].model_dump()
+        changed[key] = {(section, k) for section in ("model", "method", "eval") for k in full[section]
+                        if full[section][k] != row[section][k]}
+    assert changed == {"no_reliability": {("method", "knowledge")}, "no_structure": {("method", "structure")},
+                       "no_crf": {("eval", "inference")}, "fusion_mean": {("model", "fusion")},
+                       "fusion_multiply": {("model", "fusion")}}
+    assert not cfgs["no_reliability"].method.knowledge.reliability and cfgs["no_structure"].method.structure.weight == 0
+    assert cfgs["no_crf"].eval.inference.crf is None
+    assert (cfgs["fusion_mean"].model.fusion, cfgs["fusion_multiply"].model.fusion) == ("mean", "multiply")
 
 
 def test_reproduce_help_lists_the_papers_and_two_stage(capsys, monkeypatch):
@@ -83,7 +86,7 @@ def test_reproduce_help_lists_the_papers_and_two_stage(capsys, monkeypatch):
         main(["reproduce", "--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    assert "{asdt,dgkd-wlss,plda}" in out and "--two-stage" in out
+    assert "{asdt,ccdistill,dania,dgkd-wlss,plda}" in out and "--two-stage" in out
     for declared in ("dgkd-wlss scenes", "dgkd-wlss voc", "plda scenes", "asdt scenes"):
         assert declared in out, declared
 

@@ -58,13 +58,25 @@ class AlignmentCache:
     def pair_path(self, pair_id: str) -> Path:
         return self.folder / "pairs" / f"{_safe(pair_id)}.npz"
 
-    def usable(self, entries: Sequence[Any], name: str) -> list[Any]:
-        """The entries whose alignment succeeded; failed ones are excluded with one logged line."""
+    def failed_ids(self, entries: Sequence[Any]) -> set[str]:
+        """Ids of the entries whose alignment failed."""
+        pairs = self.report().get("pairs", {})
+        return {e.id for e in entries if e.id in pairs and pairs[e.id]["status"] != "ok"}
+
+    def usable(self, entries: Sequence[Any], name: str, keep_failed: bool = False) -> list[Any]:
+        """The entries whose alignment succeeded; failed ones are excluded with one logged line (``keep_failed``:
+        kept, and logged as pairs without correspondence)."""
         pairs = self.report().get("pairs", {})
         missing = [e.id for e in entries if e.id not in pairs]
         if missing:
             raise DataError(f"{self.report_path}: no alignment for {len(missing)} pairs of {name} (e.g. "
                             f"{missing[0]!r}); rerun 'darkseg align' on this split")
+        if keep_failed:
+            failed = self.failed_ids(entries)
+            if failed:
+                log.warning("%s: %d of %d pairs have no alignment (failed; see %s): they are used without their day "
+                            "image", name, len(failed), len(entries), self.report_path)
+            return list(entries)
         kept = [e for e in entries if pairs[e.id]["status"] == "ok"]
         if not kept:
             raise DataError(f"{self.report_path}: every pair of {name} failed to align; see the report")

@@ -71,16 +71,25 @@ def write_predictions(cfg: Any, weights: Path | None, data: Any, split: str, out
     from darkseg.data.dark_zurich import write_submission
     from darkseg.data.registry import build_dataset
     from darkseg.data.transforms import EvalTransform
-    from darkseg.engine.inference import predict_probs
-    from darkseg.engine.runner import input_view_of, load_deployed, setup_runtime
+    from darkseg.engine.inference import labels_from_probs, pair_labels, predict_probs, reweight_probs
+    from darkseg.engine.runner import eval_data, input_view_of, load_deployed, setup_runtime
 
     device, _ = setup_runtime(cfg)
     model = load_deployed(cfg, weights, device)
-    dataset = build_dataset(data, split, (input_view_of(cfg),), EvalTransform())
+    inference, view = cfg.eval.inference, input_view_of(cfg)
+    data, static_ids = eval_data(data, inference)
+    pair = ("day", "flow") if inference.day_pair.enabled else ()
+    dataset = build_dataset(data, split, (view, *pair), EvalTransform())
     for index in range(len(dataset)):
         sample = dataset[index]
-        probs = predict_probs(model, sample[input_view_of(cfg)][None].to(device), cfg.eval.inference)[0]
-        confidence, labels = probs.max(0)
+        image = sample[view][None].to(device)
+        probs = predict_probs(model, image, inference)
+        confidence = reweight_probs(probs, inference)[0].max(0)[0]
+        if static_ids is not None:
+            labels = pair_labels(model, probs, sample["day"][None].to(device), sample["flow"][None].to(device),
+                                 inference, static_ids)[0]
+        else:
+            labels = labels_from_probs(probs, image, inference)[0]
         name = dataset.entries[index].image.name  # type: ignore[attr-defined]
         write_submission(out, name, labels.to(torch.uint8).cpu().numpy(), confidence.cpu().numpy())
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "reproduce a paper's tables (dgkd-wlss, plda, asdt) on the built-in benchmark (CPU) or real datasets (GPU)"
+HELP = "reproduce a paper's tables (dgkd-wlss, plda, asdt, dania, ccdistill) on the built-in benchmark (CPU) or real datasets (GPU)"
 ORDER = 5
 
 
@@ -106,6 +106,13 @@ def run(args: argparse.Namespace) -> int:
     plan = Plan(suite, _configs_dir(args.configs), out, seeds, args.quick, overrides, args.split)
     command = "darkseg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     t0 = time.perf_counter()
+    if suite.prepare is not None:
+        from darkseg.engine.distributed import barrier
+
+        if is_main_process():
+            tables = [suite.main, *(suite.ablations[name] for name in dict.fromkeys(args.ablation))]
+            suite.prepare(plan, tuple(dict.fromkeys(c.key for t in tables for c in t.columns)))
+        barrier()
     main = run_plan(plan, tuple(c.key for c in suite.main.columns))
     labels = {k: c.label for k, c in suite.columns().items()}
     ablations = {}

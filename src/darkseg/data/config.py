@@ -50,6 +50,9 @@ class DataConfig(StrictModel):
                                   "None = <root>/align/<split>")
     align_flow: Literal["fine", "coarse", "fine_back"] = Field(
         "fine", description="flow view: fine (homography + DIS), coarse (homography only), fine_back (day→night)")
+    align_failed: Literal["exclude", "keep"] = Field(
+        "exclude", description="pairs whose alignment failed: exclude them (training), or keep them with an all-NaN "
+        "flow, i.e. no correspondence (evaluation with day-night pairs, which must score every image)")
     roots: dict[str, str] = Field(default_factory=dict, description="dataset name -> root for `darkseg eval "
                                   "--datasets` (default data/<name>)")
     target: DataConfig | None = Field(None, description="unlabelled target domain of adaptation methods (e.g. "

@@ -88,13 +88,13 @@ def dark_zurich_entries(root: Path, split: str) -> list[Entry]:
 
 def dark_zurich(
     root: str | Path, split: str, views: Sequence[str], transform: Transform | None = None,
-    align_dir: Path | None = None, align_flow: str = "fine",
+    align_dir: Path | None = None, align_flow: str = "fine", keep_unaligned: bool = False,
 ) -> ListedDataset:
     """Dark Zurich ``train`` (night + paired day), ``val`` (labelled, with day refs) or ``test`` (no labels)."""
     entries = dark_zurich_entries(Path(root), split)
     table = table_for(entries[0].mask) if entries and entries[0].mask else None
     return ListedDataset(f"dark_zurich {split}", entries, CITYSCAPES_CLASSES, views, transform, table,
-                         align_dir, align_flow)
+                         align_dir, align_flow, keep_unaligned=keep_unaligned)
 
 
 def write_submission(out: Path, image_name: str, labels: np.ndarray, confidence: np.ndarray) -> None:

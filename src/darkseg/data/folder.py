@@ -101,7 +101,8 @@ class FolderDataset(ListedDataset):
     """A split of a folder dataset (see the module docstring)."""
 
     def __init__(self, root: str | Path, split: str, views: Sequence[str], transform: Transform | None = None,
-                 align_dir: Path | None = None, align_flow: str = "fine", name: str = "folder") -> None:
+                 align_dir: Path | None = None, align_flow: str = "fine", name: str = "folder",
+                 keep_unaligned: bool = False) -> None:
         self.root = Path(root)
         self.spec = read_spec(self.root)
         folder = self.root / "images" / split
@@ -118,7 +119,7 @@ class FolderDataset(ListedDataset):
             entries.append(Entry(sid, path, masks / f"{sid}.png" if masks.is_dir() else None, day))
         tags = read_tags(self.root / "tags.csv", self.spec.classes) if (self.root / "tags.csv").is_file() else None
         super().__init__(f"{name} {split}", entries, self.spec.classes, views, transform, self._index_table(),
-                         align_dir, align_flow, tags)
+                         align_dir, align_flow, tags, keep_unaligned)
         self.static_classes = tuple(self.spec.static_classes)
 
     @staticmethod

@@ -69,7 +69,8 @@ class ListedDataset(SegmentationDataset):
 
     ``flow`` (float32 H×W×2, night pixel (x, y) shows day pixel (x + u, y + v); NaN = no correspondence) comes from
     an alignment cache written by ``darkseg align``; pairs whose alignment failed are excluded (logged with the
-    count and the report file), never used.
+    count and the report file), never used, or with ``keep_unaligned`` kept with an all-NaN flow (no
+    correspondence: what evaluation with day-night pairs needs, which must score every image).
     """
 
     def __init__(
@@ -83,6 +84,7 @@ class ListedDataset(SegmentationDataset):
         align_dir: Path | None = None,
         align_flow: str = "fine",
         tags: dict[str, np.ndarray] | None = None,
+        keep_unaligned: bool = False,
     ) -> None:
         entries = list(entries)
         if not entries:
@@ -104,8 +106,10 @@ class ListedDataset(SegmentationDataset):
             raise DataError(f"{name}: view(s) {', '.join(missing)} not available; this split has only "
                             f"{', '.join(sorted(available))}")
         self.alignment = AlignmentCache(Path(align_dir)) if "flow" in views else None  # type: ignore[arg-type]
+        self.unaligned: set[str] = set()
         if self.alignment is not None:
-            entries = self.alignment.usable(entries, name)
+            self.unaligned = self.alignment.failed_ids(entries) if keep_unaligned else set()
+            entries = self.alignment.usable(entries, name, keep_failed=keep_unaligned)
         self.entries = entries
         self.available = tuple(v for v in ("image", "mask", "labels", "day", "flow") if v in available)
         self.align_flow = align_flow
@@ -135,7 +139,8 @@ class ListedDataset(SegmentationDataset):
             sample["labels"] = self.tags[entry.id]
         if "flow" in self.views:
             assert self.alignment is not None
-            sample["flow"] = self.alignment.flow(entry.id, self.align_flow, image.shape[:2])
+            sample["flow"] = np.full((*image.shape[:2], 2), np.nan, np.float32) if entry.id in self.unaligned \
+                else self.alignment.flow(entry.id, self.align_flow, image.shape[:2])
         return sample
 
     def read_label(self, path: Path) -> np.ndarray:

@@ -77,16 +77,17 @@ def nightcity_entries(root: Path, split: str) -> list[Entry]:
 
 
 def _build(name: str, entries: list[Entry], views: Sequence[str], transform: Transform | None,
-           align_dir: Path | None = None, align_flow: str = "fine") -> ListedDataset:
+           align_dir: Path | None = None, align_flow: str = "fine", keep_unaligned: bool = False) -> ListedDataset:
     table = table_for(entries[0].mask) if entries and entries[0].mask else None
-    return ListedDataset(name, entries, CITYSCAPES_CLASSES, views, transform, table, align_dir, align_flow)
+    return ListedDataset(name, entries, CITYSCAPES_CLASSES, views, transform, table, align_dir, align_flow,
+                         keep_unaligned=keep_unaligned)
 
 
 def acdc_night(root: str | Path, split: str, views: Sequence[str], transform: Transform | None = None,
-               align_dir: Path | None = None, align_flow: str = "fine") -> ListedDataset:
+               align_dir: Path | None = None, align_flow: str = "fine", keep_unaligned: bool = False) -> ListedDataset:
     """ACDC night ``train``/``val`` (labelled) or ``test``, each image with its day reference."""
     return _build(f"acdc_night {split}", acdc_night_entries(Path(root), split), views, transform, align_dir,
-                  align_flow)
+                  align_flow, keep_unaligned)
 
 
 def nighttime_driving(root: str | Path, split: str, views: Sequence[str],

@@ -19,7 +19,7 @@ from darkseg.data.layout import check_tree
 from darkseg.data.lis import LIS_CLASSES
 from darkseg.data.scenes import SCENES_CLASSES, ensure_scenes
 from darkseg.data.voc import CLASS_MAPS, VOCDataset
-from darkseg.errors import ConfigError
+from darkseg.errors import ConfigError, DataError
 from darkseg.registry import Registry
 
 Builder = Callable[[DataConfig, str, Sequence[str], Transform | None], SegmentationDataset]
@@ -76,13 +76,27 @@ def _mask_dir(cfg: DataConfig, split: str) -> str:
     return cfg.train_mask_dir if cfg.train_mask_dir and split == cfg.train_split else cfg.mask_dir
 
 
+def _check_train_masks(dataset: VOCDataset, cfg: DataConfig, split: str, views: Sequence[str]) -> VOCDataset:
+    """A ``train_mask_dir`` (pseudo masks) must hold a mask for every image of the split it trains on: checked when
+    the dataset is built, so a run never stops on a missing mask hours in."""
+    if not (cfg.train_mask_dir and split == cfg.train_split and "mask" in views):
+        return dataset
+    folder = dataset.folder("mask")
+    missing = [sid for sid in dataset.ids if not (folder / f"{sid}.png").is_file()]
+    if missing:
+        raise DataError(f"{folder}: no mask for {len(missing)} of {len(dataset.ids)} {split} images, e.g. "
+                        f"{folder / missing[0]}.png; rerun 'darkseg pseudo' into it (it resumes) or set data.train_mask_dir "
+                        "to a complete folder")
+    return dataset
+
+
 def _voc(cfg: DataConfig, split: str, views: Sequence[str], transform: Transform | None) -> SegmentationDataset:
     check_tree(Path(cfg.root), "voc")
-    return VOCDataset(
+    return _check_train_masks(VOCDataset(
         cfg.root, split, views, transform, image_dir=cfg.image_dir, dark_dir=cfg.dark_dir,
         depth_dir=cfg.depth_dir or "depth", mask_dir=_mask_dir(cfg, split),
         cls_labels=Path(cfg.cls_labels) if cfg.cls_labels else None, class_map=cfg.class_map,
-    )
+    ), cfg, split, views)
 
 
 def _scenes(cfg: DataConfig, split: str, views: Sequence[str], transform: Transform | None) -> SegmentationDataset:
@@ -92,7 +106,8 @@ def _scenes(cfg: DataConfig, split: str, views: Sequence[str], transform: Transf
         return ensure_scenes(Path(cfg.root), cfg.scenes)
 
     root = _generate_once(generate)
-    return VOCDataset(root, split, views, transform, class_names=SCENES_CLASSES, mask_dir=_mask_dir(cfg, split))
+    return _check_train_masks(VOCDataset(root, split, views, transform, class_names=SCENES_CLASSES,
+                                         mask_dir=_mask_dir(cfg, split)), cfg, split, views)
 
 
 def _generate_once(generate: Callable[[], Path]) -> Path:
@@ -115,21 +130,24 @@ def _night(reader: Callable[..., SegmentationDataset], paired: bool) -> Builder:
 
     def build(cfg: DataConfig, split: str, views: Sequence[str], transform: Transform | None) -> SegmentationDataset:
         if paired:
-            return reader(cfg.root, split, views, transform, _align_dir(cfg, split), cfg.align_flow)
+            return reader(cfg.root, split, views, transform, _align_dir(cfg, split), cfg.align_flow,
+                          keep_unaligned=cfg.align_failed == "keep")
         return reader(cfg.root, split, views, transform)
 
     return build
 
 
 def _folder(cfg: DataConfig, split: str, views: Sequence[str], transform: Transform | None) -> SegmentationDataset:
-    return FolderDataset(cfg.root, split, views, transform, _align_dir(cfg, split), cfg.align_flow)
+    return FolderDataset(cfg.root, split, views, transform, _align_dir(cfg, split), cfg.align_flow,
+                         keep_unaligned=cfg.align_failed == "keep")
 
 
 def _scenes_daynight(cfg: DataConfig, split: str, views: Sequence[str],
                      transform: Transform | None) -> SegmentationDataset:
     """The built-in day→night benchmark (a folder dataset), generated on first use."""
     root = _generate_once(lambda: scenes_daynight.ensure(Path(cfg.root), cfg.scenes_daynight))
-    return FolderDataset(root, split, views, transform, _align_dir(cfg, split), cfg.align_flow, "scenes_daynight")
+    return FolderDataset(root, split, views, transform, _align_dir(cfg, split), cfg.align_flow, "scenes_daynight",
+                         keep_unaligned=cfg.align_failed == "keep")
 
 
 def _lis(cfg: DataConfig, split: str, views: Sequence[str], transform: Transform | None) -> SegmentationDataset:

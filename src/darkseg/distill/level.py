@@ -35,6 +35,11 @@ class DistillLevelConfig(StrictModel):
     weight_diff: NonNegativeFloat = 1.0
     weight_kd: NonNegativeFloat = 1.0
     weight_ae: NonNegativeFloat = 1.0
+    pool: PositiveInt = Field(
+        1, description="distil at 1/pool of the feature resolution: student and teacher features average-pooled "
+                       "(ceil mode) by this factor first; 1 = official (a cheaper departure, e.g. 2 puts Layer 3 on the "
+                       "stride-8 grid)"
+    )
 
     @model_validator(mode="after")
     def _check_schedule(self) -> DistillLevelConfig:
@@ -163,6 +168,8 @@ class DistillLevel(nn.Module):
                 "spatial size; resize one of them before distilling"
             )
         cfg = self.cfg
+        if cfg.pool > 1:
+            f_s, f_t = (F.avg_pool2d(f, cfg.pool, ceil_mode=True) for f in (f_s, f_t))
         f_s, f_t = (f.contiguous(memory_format=torch.channels_last) for f in (f_s, f_t))
         target, ae_loss = self._target(f_t)
         student = self.adapter(f_s)

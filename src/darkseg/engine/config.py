@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, PositiveInt, model_validator
 
 from darkseg.data.config import DataConfig
+from darkseg.methods.static_loss import FusionConfig
 from darkseg.engine.optim import OptimConfig, ScheduleConfig
 from darkseg.models.ops.crf import CRFConfig
 from darkseg.schema import AmpMode, StrictModel
@@ -40,6 +41,26 @@ class TrainConfig(StrictModel):
     progress: bool = True
 
 
+class ReweightConfig(StrictModel):
+    """Test-time class re-weighting of DANNet/DANIA: the merged class probabilities × w (Eq. 1-2 of DANIA) before
+    the argmax. DANIA picks std on the validation split (0.12 DeepLab-v2, 0.14 PSPNet, 0.10 RefineNet)."""
+
+    frequencies: tuple[float, ...] = Field(..., min_length=2, description="a_k of Eq. (1): labelled pixel share "
+                                           "of each class in the source train split (as method.class_frequencies)")
+    std: float = Field(0.12, ge=0, description="std of Eq. (2) at test time")
+    avg: float = Field(1.0, gt=0, description="avg of Eq. (2)")
+
+
+class DayPairConfig(StrictModel):
+    """Day-night-pair inference (DANIA Table 9): the paired day image's prediction, warped onto the night view by
+    the split's `darkseg align` flow, fused with the night prediction (Eq. 10-11); a pixel takes the fused label
+    where it is a static class, the night prediction elsewhere (moving objects differ between the two captures) and
+    where the warp has no correspondence (holes; pairs whose alignment failed)."""
+
+    enabled: bool = False
+    fusion: FusionConfig = FusionConfig()
+
+
 class InferenceConfig(StrictModel):
     """How the deployed model turns an image into a label map (ssss.md §5)."""
 
@@ -51,6 +72,8 @@ class InferenceConfig(StrictModel):
     score_cut: float = Field(0.1, ge=0, le=1, description="a class is present if max sigmoid(score) > score_cut")
     bg_pow: float = Field(1.0, gt=0, description="background probability raised to this power before argmax")
     crf: CRFConfig | None = None
+    reweight: ReweightConfig | None = Field(None, description="test-time class re-weighting (DANNet/DANIA)")
+    day_pair: DayPairConfig = DayPairConfig()
     batch_size: PositiveInt = 8
 
     @model_validator(mode="after")

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from darkseg.data.loader import ERROR_KEY, CaptureErrors
 from darkseg.engine.config import InferenceConfig
 from darkseg.engine.distributed import DistEnv, all_reduce_sum
-from darkseg.engine.inference import labels_from_probs, predict_probs
+from darkseg.engine.inference import labels_from_probs, pair_labels, predict_probs
 from darkseg.errors import DataError
 from darkseg.metrics import ConfusionMatrix, SegMetrics
 
@@ -62,11 +62,15 @@ def evaluate(
     on_error: str = "raise",
     progress: bool = True,
     on_batch: Callable[[list[dict], torch.Tensor, torch.Tensor], None] | None = None,
+    static_ids: list[int] | None = None,
 ) -> SegMetrics:
     """mIoU / PixAcc / per-class IoU of ``model`` on ``dataset`` (which yields ``input_view``, ``mask``, ...).
 
-    ``on_batch(samples, probs, labels)`` is called for every batch (e.g. to write predictions).
+    ``on_batch(samples, probs, labels)`` is called for every batch (e.g. to write predictions). With
+    ``cfg.day_pair`` the dataset also yields ``day`` and ``flow``, and ``static_ids`` are the static classes.
     """
+    if cfg.day_pair.enabled and static_ids is None:
+        raise ValueError("day-night-pair inference needs the static class ids")
     model.eval()
     class_names = tuple(dataset.class_names)  # type: ignore[attr-defined]
     cm = ConfusionMatrix(len(class_names))
@@ -79,7 +83,12 @@ def evaluate(
         depth = torch.stack([s["depth"] for s in group]).to(device) if need_depth else None
         labels = torch.stack([s["labels"] for s in group]).to(device) if cfg.class_filter == "gt" else None
         probs = predict_probs(model, images, cfg, depth=depth, labels=labels)
-        pred = labels_from_probs(probs, images, cfg)
+        if cfg.day_pair.enabled:
+            day = torch.stack([s["day"] for s in group]).to(device)
+            flow = torch.stack([s["flow"] for s in group]).to(device)
+            pred = pair_labels(model, probs, day, flow, cfg, static_ids or [])
+        else:
+            pred = labels_from_probs(probs, images, cfg)
         cm.update(pred.cpu(), torch.stack([s["mask"] for s in group]))
         if on_batch is not None:
             on_batch(group, probs, pred)

@@ -83,8 +83,35 @@ def predict_probs(
     return merged
 
 
+def pair_labels(model: nn.Module, night_probs: torch.Tensor, day: torch.Tensor, flow: torch.Tensor,
+                cfg: InferenceConfig, static_ids: list[int]) -> torch.Tensor:
+    """Label maps from day-night pairs (DANIA Table 9): the day images' prediction (same inference settings) warped
+    along ``flow`` onto the night view and fused with ``night_probs``; static classes only (see DayPairConfig)."""
+    from darkseg.methods.static_loss import class_weights, day_pair_labels
+
+    if cfg.crf is not None:
+        raise ValueError("eval.inference: day_pair and crf cannot be combined")
+    day_probs = predict_probs(model, day, cfg)
+    r = cfg.reweight
+    weights = class_weights(r.frequencies, r.std, r.avg).to(night_probs.device) if r is not None else None
+    return day_pair_labels(night_probs, day_probs, flow, static_ids, cfg.day_pair.fusion, weights)
+
+
+def reweight_probs(probs: torch.Tensor, cfg: InferenceConfig) -> torch.Tensor:
+    """Test-time class re-weighting (DANNet/DANIA): probabilities × w of Eq. (1)-(2) of DANIA, when configured."""
+    if cfg.reweight is None:
+        return probs
+    from darkseg.methods.static_loss import class_weights
+
+    w = class_weights(cfg.reweight.frequencies, cfg.reweight.std, cfg.reweight.avg)
+    if w.numel() != probs.shape[1]:
+        raise ValueError(f"eval.inference.reweight.frequencies: {w.numel()} values for {probs.shape[1]} classes")
+    return probs * w.view(1, -1, 1, 1).to(probs)
+
+
 def labels_from_probs(probs: torch.Tensor, images: torch.Tensor | None, cfg: InferenceConfig) -> torch.Tensor:
-    """Argmax label maps (B, H, W), after the dense CRF when configured."""
+    """Argmax label maps (B, H, W), after the test-time re-weighting and the dense CRF when configured."""
+    probs = reweight_probs(probs, cfg)
     if cfg.crf is None:
         return probs.argmax(1)
     from darkseg.models.ops.crf import dense_crf

@@ -18,9 +18,11 @@ from torch.utils.data import Dataset
 
 from darkseg.config import ExperimentConfig
 from darkseg.data.loader import domain_streams, train_stream
-from darkseg.data.registry import build_dataset, build_target, class_names
+from darkseg.data.config import DataConfig
+from darkseg.data.registry import build_dataset, build_target, class_names, static_classes
 from darkseg.data.transforms import EvalTransform, PairedTransform
 from darkseg.engine import checkpoint as ckpt
+from darkseg.engine.config import InferenceConfig
 from darkseg.engine.distributed import DistEnv, barrier, init_distributed, resolve_device
 from darkseg.engine.evaluator import evaluate
 from darkseg.engine.trainer import Trainer, TrainResult
@@ -72,9 +74,20 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def eval_views(model: nn.Module, input_view: str) -> tuple[str, ...]:
+def eval_views(model: nn.Module, input_view: str, inference: InferenceConfig | None = None) -> tuple[str, ...]:
     views = (input_view, "mask", "labels")
-    return views + ("depth",) if getattr(model, "uses_depth", False) else views
+    if getattr(model, "uses_depth", False):
+        views += ("depth",)
+    return views + ("day", "flow") if inference is not None and inference.day_pair.enabled else views
+
+
+def eval_data(data: DataConfig, inference: InferenceConfig) -> tuple[DataConfig, list[int] | None]:
+    """The data config an evaluation reads and, with day-night-pair inference, the static class ids: every pair is
+    kept (those whose alignment failed without correspondence), since a test split must be scored whole."""
+    if not inference.day_pair.enabled:
+        return data, None
+    names = class_names(data)
+    return data.model_copy(update={"align_failed": "keep"}), [names.index(c) for c in static_classes(data)]
 
 
 # What a run folder holds: ``--overwrite`` deletes exactly these, a new run refuses to start over any of them.
@@ -82,6 +95,7 @@ RUN_FILES = ("config.yaml", "train_log.csv", "val_log.csv", "train_summary.json"
              "model_best.safetensors", "checkpoints", "tensorboard")
 # Config keys that may differ on --resume: they do not change the weights a run produces (README guarantees).
 SAFE_ON_RESUME = ("output_dir", "train.device", "train.threads", "train.progress", "train.log_every",
+                  "train.find_unused_parameters",
                   "train.ckpt_every", "train.keep_last", "data.num_workers", "data.on_error",
                   "eval.inference.batch_size", "eval.split", "eval.data")
 
@@ -175,7 +189,9 @@ def train(cfg: ExperimentConfig, resume: bool | Path = False, stop_at: int | Non
                           "this model needs (its output stride); use a larger crop")
     train_set = training_data(cfg, method)
     deploy = method.deploy_model()
-    val_set = build_dataset(cfg.data, cfg.data.val_split, eval_views(deploy, method.input_view()), EvalTransform())
+    val_data, val_static = eval_data(cfg.data, cfg.eval.inference)
+    val_set = build_dataset(val_data, cfg.data.val_split, eval_views(deploy, method.input_view(), cfg.eval.inference),
+                            EvalTransform())
 
     def batches(start: int):
         stream = domain_streams if isinstance(train_set, dict) else train_stream
@@ -184,7 +200,8 @@ def train(cfg: ExperimentConfig, resume: bool | Path = False, stop_at: int | Non
 
     def validate(model: nn.Module) -> SegMetrics:
         return evaluate(model, val_set, method.input_view(), cfg.eval.inference, device, env,
-                        num_workers=cfg.data.num_workers, on_error=cfg.data.on_error, progress=False)
+                        num_workers=cfg.data.num_workers, on_error=cfg.data.on_error, progress=False,
+                        static_ids=val_static)
 
     trainer = Trainer(method, cfg.train, run_dir, device, env, batches, cfg.data.batch_size, validate)
     if env.is_main:  # the last check has passed: from here on the run folder is written
@@ -254,9 +271,11 @@ def evaluate_split(
     if tuple(class_names(data)) != tuple(class_names(cfg.data)):
         raise ConfigError(f"eval.data: classes {class_names(data)} differ from the training classes; "
                           "use a class_map that makes them agree")
-    dataset = build_dataset(data, split, eval_views(model, input_view_of(cfg)), EvalTransform())
+    data, static_ids = eval_data(data, cfg.eval.inference)
+    dataset = build_dataset(data, split, eval_views(model, input_view_of(cfg), cfg.eval.inference), EvalTransform())
     warn_if_off_training_scale(cfg, dataset)
     masks = getattr(dataset, "mask_source", f"{data.dataset} annotations under {data.root}")
     metrics = evaluate(model, dataset, input_view_of(cfg), cfg.eval.inference, device, env,
-                       num_workers=cfg.data.num_workers, on_error=cfg.data.on_error, progress=progress)
+                       num_workers=cfg.data.num_workers, on_error=cfg.data.on_error, progress=progress,
+                       static_ids=static_ids)
     return metrics, masks

@@ -4,6 +4,7 @@ class-teacher, a seg-teacher and a student; a PWM signal alternates which teache
 Per iteration: L = L_cls (Eq. 2, class-teacher) + L_d^ct(P^st) (Eq. 4, seg-teacher) + the student's loss chosen
 by ``strategy`` (Table 4): class-teacher only (Eq. 4), seg-teacher only (Eq. 5), naive max/mean (Eq. 5 on the CRF of
 max/mean(P^ct, P^st)) or alternative (Eq. 3: PWM between Eq. 4 and Eq. 5). Every L_d includes L_str (Eq. 6-8).
+Strategy ``none`` with ``model.student: false`` is RRM itself: the seg-teacher alone learns from B^ct.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from darkseg.methods.wsss_losses import classification_loss
 from darkseg.models.factory import ASDTConfig, build_segmenter
 from darkseg.schema import StrictModel
 
-Strategy = Literal["class_teacher", "seg_teacher", "naive_max", "naive_mean", "alternative"]
+Strategy = Literal["none", "class_teacher", "seg_teacher", "naive_max", "naive_mean", "alternative"]
 
 
 class PWMConfig(StrictModel):
@@ -58,7 +59,7 @@ class ASDTMethodConfig(StrictModel):
 
     name: Literal["asdt"] = "asdt"
     input: Literal["image", "dark"] = Field("image", description="which image view to learn from")
-    strategy: Strategy = "alternative"
+    strategy: Strategy = Field("alternative", description="the student's teacher (Table 4); none = no student (RRM)")
     pwm: PWMConfig = PWMConfig()
     cam_scales: tuple[float, ...] = Field((1.0, 0.5, 1.5, 2.0), description="multi-scale CAM; 1.0 is the main pass")
     knowledge: KnowledgeConfig = KnowledgeConfig()
@@ -91,6 +92,14 @@ def distillation_ce(logits: torch.Tensor, target: torch.Tensor, balanced: bool) 
     return _masked_ce(logits, background) + _masked_ce(logits, foreground)
 
 
+def _labels(maps: list, size: torch.Size, device: torch.device) -> torch.Tensor:
+    """(B, H, W) int64 labels from per-image uint8 maps, upsampled to ``size`` by nearest neighbour if smaller."""
+    labels = torch.stack([torch.from_numpy(m) for m in maps])
+    if labels.shape[-2:] != size:
+        labels = F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0]
+    return labels.to(device).long()
+
+
 def _to_uint8_hwc(images: torch.Tensor) -> list:
     return list((images.detach().float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy())
 
@@ -108,9 +117,12 @@ class ASDTMethod(Method):
         self.mcfg: ASDTMethodConfig = cfg.method
         if not isinstance(cfg.model, ASDTConfig):
             raise ConfigError(f"model.name: method 'asdt' needs model.name 'asdt', got '{cfg.model.name}'")
-        if self.mcfg.strategy != "class_teacher" and not cfg.model.seg_teacher:
+        if self.mcfg.strategy not in ("none", "class_teacher") and not cfg.model.seg_teacher:
             raise ConfigError(f"method.strategy: '{self.mcfg.strategy}' needs a seg-teacher; set model.seg_teacher: "
                               "true or use strategy class_teacher")
+        if (self.mcfg.strategy == "none") == cfg.model.student:
+            raise ConfigError(f"method.strategy: '{self.mcfg.strategy}' with model.student: {cfg.model.student}; "
+                              "strategy none is the model without a student (RRM), set both or neither")
         self.model = build_segmenter(cfg.model, info.num_classes, info.mean, info.std, load_pretrained=load_external)
         self.nets["model"] = self.model
         self.workers = KnowledgeWorkers(self.mcfg.knowledge)
@@ -126,52 +138,62 @@ class ASDTMethod(Method):
         strategy = self.mcfg.strategy
         if strategy == "alternative":
             return "st" if pwm_selects_seg_teacher(iteration, self.mcfg.pwm) else None
-        return {"class_teacher": None, "seg_teacher": "st", "naive_max": "max", "naive_mean": "mean"}[strategy]
+        return {"none": None, "class_teacher": None, "seg_teacher": "st", "naive_max": "max",
+                "naive_mean": "mean"}[strategy]
 
     @torch.no_grad()
-    def multiscale_cams(self, image: torch.Tensor, cams: torch.Tensor) -> torch.Tensor:
-        """Mean over ``cam_scales`` of the CAMs at the 1.0-scale feature size, upsampled to the image (RRM §1.1)."""
+    def multiscale_cams(self, image: torch.Tensor, cams: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Mean over ``cam_scales`` of the CAMs at the 1.0-scale feature size, upsampled to ``size`` (RRM §1.1)."""
         total = cams.detach().float().clone()
         for s in self.mcfg.cam_scales:
             if s == 1.0:
                 continue
-            size = [max(self.model.min_input_size, round(d * s)) for d in image.shape[-2:]]
-            scaled = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
+            scaled_size = [max(self.model.min_input_size, round(d * s)) for d in image.shape[-2:]]
+            scaled = F.interpolate(image, size=scaled_size, mode="bilinear", align_corners=False)
             other = self.nets["model"](scaled, cam_only=True)["cams"].float()
             total += F.interpolate(other, size=cams.shape[-2:], mode="bilinear", align_corners=False)
         total /= len(self.mcfg.cam_scales)
-        return F.interpolate(total, size=image.shape[-2:], mode="bilinear", align_corners=False)
+        return F.interpolate(total, size=size, mode="bilinear", align_corners=False)
 
     def training_step(self, phase: str, batch: dict, iteration: int, ctx: dict) -> StepOutput:
         image, labels = batch[self.mcfg.input], batch["labels"]
         out = self.nets["model"](image)
         losses = {"cls": classification_loss(out["cls"], labels)}
-        branches = [("student", out["s_logits"])] + ([("seg_teacher", out["st_logits"])] if "st_logits" in out else [])
+        branches = [(name, out[key]) for name, key in (("student", "s_logits"), ("seg_teacher", "st_logits"))
+                    if key in out]
         if iteration < self.mcfg.distill_start:  # zero-weighted so every parameter takes part (DDP)
             losses["student"] = 0.0 * sum(logits.sum() for _, logits in branches)
             return StepOutput(losses=losses)
         target = self.student_target(iteration)
         size = image.shape[-2:]
-        cams = self.multiscale_cams(image, out["cams"]).cpu().numpy()
+        # the labels are made at knowledge.scale × the crop (RRM: 1), then upsampled by nearest neighbour
+        label_size = tuple(max(1, round(d * self.mcfg.knowledge.scale)) for d in size)
+        cams = self.multiscale_cams(image, out["cams"], label_size).cpu().numpy()
         st_probs = None
         if target is not None:
-            up = F.interpolate(out["st_logits"].detach().float(), size=size, mode="bilinear", align_corners=False)
+            up = F.interpolate(out["st_logits"].detach().float(), size=label_size, mode="bilinear", align_corners=False)
             st_probs = up.softmax(1).cpu().numpy()
+        small = image if label_size == tuple(size) else F.interpolate(image.detach().float(), size=label_size,
+                                                                       mode="area")
         jobs = [
             KnowledgeJob(img, cams[i], labels[i].detach().float().cpu().numpy(),
                          None if st_probs is None else st_probs[i], target)
-            for i, img in enumerate(_to_uint8_hwc(image))
+            for i, img in enumerate(_to_uint8_hwc(small))
         ]
         pending = self.workers.submit(jobs)
-        # L_str of every branch (Eq. 4-5) does not need the labels: computed while the CRFs run
-        losses["structure"] = structure_loss([logits for _, logits in branches], image, self.mcfg.structure)
+        all_logits = [logits for _, logits in branches]
+        if not self.mcfg.structure.unlabelled_gate:  # L_str (Eq. 6-8) needs no labels: computed while the CRFs run
+            losses["structure"] = structure_loss(all_logits, image, self.mcfg.structure)
         results = pending()
-        b_ct = torch.stack([torch.from_numpy(r[0]) for r in results]).to(image.device).long()
-        student_label = b_ct if target is None else torch.stack([torch.from_numpy(r[1]) for r in results])
-        student_label = student_label.to(image.device).long()
+        b_ct = _labels([r[0] for r in results], size, image.device)
+        targets = {"seg_teacher": b_ct, "student": b_ct if target is None else _labels([r[1] for r in results], size,
+                                                                                          image.device)}
+        if self.mcfg.structure.unlabelled_gate:
+            unlabelled = [targets[name] == IGNORE for name, _ in branches]
+            losses["structure"] = structure_loss(all_logits, image, self.mcfg.structure, unlabelled)
         for name, logits in branches:
             up = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
-            losses[name] = distillation_ce(up, student_label if name == "student" else b_ct, self.mcfg.balanced_ce)
+            losses[name] = distillation_ce(up, targets[name], self.mcfg.balanced_ce)
         metrics = {
             "seg_teacher_selected": float(target is not None),
             "reliable_frac": (b_ct != IGNORE).float().mean(),

@@ -35,6 +35,13 @@ class KnowledgeConfig(StrictModel):
     crf: CRFConfig = CRFConfig()
     st_crf: CRFConfig | None = Field(RRM_INFERENCE_CRF, description="CRF of B^st / fused labels; null = argmax")
     workers: int = Field(0, ge=0, description="processes computing the labels; 0 = in the training process")
+    scale: float = Field(1.0, gt=0, le=1, description="resolution of the labels relative to the crop (RRM: 1); the "
+                         "CRFs' spatial σ scale alike, the labels are upsampled by nearest neighbour")
+
+    def scaled(self, crf: CRFConfig) -> CRFConfig:
+        """``crf`` with its spatial σ (pixels) multiplied by ``scale`` (pydensecrf's scale_factor, §4)."""
+        return crf.model_copy(update={"gauss_sxy": crf.gauss_sxy * self.scale,
+                                      "bilateral_sxy": crf.bilateral_sxy * self.scale})
 
 
 def normalised_cams(cams: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -47,10 +54,11 @@ def normalised_cams(cams: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, n
 def reliable_label(image: np.ndarray, cams: np.ndarray, labels: np.ndarray, cfg: KnowledgeConfig) -> np.ndarray:
     """B^ct with R^ct applied (pixels outside it = 255), RRM's recipe (wsss-methods.md §1.2, steps 1-6).
 
-    ``image`` uint8 H×W×3, ``cams`` (C−1, H, W) at image size, ``labels`` (C−1,) multi-hot. Foreground comes from
-    the low-alpha CRF, background from the high-alpha CRF; sure pixels are CAM-confident (top of each class's own
-    CAM region, or strong background) and CRF-confident. A class without CAM values above ``cam_floor`` in its
-    region has no sure pixels (the reference crashes there).
+    ``image`` uint8 H×W×3 (the crop at ``cfg.scale``: the CRFs' spatial σ are scaled alike), ``cams`` (C−1, H, W)
+    at image size, ``labels`` (C−1,) multi-hot. Foreground comes from the low-alpha CRF, background from the
+    high-alpha CRF; sure pixels are CAM-confident (top of each class's own CAM region, or strong background) and
+    CRF-confident. A class without CAM values above ``cam_floor`` in its region has no sure pixels (the reference
+    crashes there).
     """
     height, width = image.shape[:2]
     norm, ids = normalised_cams(cams, labels)
@@ -60,7 +68,7 @@ def reliable_label(image: np.ndarray, cams: np.ndarray, labels: np.ndarray, cfg:
     peak = norm.max(0)
     bg_high = (1.0 - peak) ** cfg.alpha_high
     cam_arg = np.concatenate([bg_high[None], norm]).argmax(0)
-    crf = cfg.crf.model_dump()
+    crf = cfg.scaled(cfg.crf).model_dump()
     low = dense_crf(image, np.concatenate([((1.0 - peak) ** cfg.alpha_low)[None], norm]), **crf)
     high = dense_crf(image, np.concatenate([bg_high[None], norm]), **crf)
     low_arg = low.argmax(0)
@@ -126,7 +134,7 @@ def compute_knowledge(job: KnowledgeJob, cfg: KnowledgeConfig) -> tuple[np.ndarr
     if job.target != "st":
         p_ct = class_teacher_probs(job.cams, job.labels, cfg.alpha_low)
         probs = np.maximum(p_ct, probs) if job.target == "max" else 0.5 * (p_ct + probs)
-    return b_ct, hard_label(job.image, probs, job.labels, cfg.st_crf)
+    return b_ct, hard_label(job.image, probs, job.labels, None if cfg.st_crf is None else cfg.scaled(cfg.st_crf))
 
 
 class KnowledgeWorkers:

@@ -15,9 +15,7 @@ global RNG the deployed M_n draws from.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-from collections.abc import Iterator
 from typing import Literal
 
 import kornia.color
@@ -29,7 +27,7 @@ from darkseg.data.loader import stream_seed
 from darkseg.data.registry import static_classes
 from darkseg.errors import ConfigError
 from darkseg.methods import correlation_losses as C
-from darkseg.methods.base import METHODS, DatasetInfo, Method, StepOutput, TrainDomain
+from darkseg.methods.base import METHODS, DatasetInfo, Method, StepOutput, TrainDomain, own_rng
 from darkseg.methods.static_loss import StaticLossConfig, class_weights, static_loss
 from darkseg.methods.supervised import segmentation_ce
 from darkseg.models.factory import build_segmenter
@@ -108,14 +106,6 @@ def lab_transfer(source: torch.Tensor, reference: torch.Tensor, eps: float = 1e-
     out = (src - mu_s) * sd_r / (sd_s + eps) + mu_r
     return kornia.color.lab_to_rgb(out, clip=True).to(source.dtype)
 
-
-@contextlib.contextmanager
-def own_rng(seed: int, device: torch.device) -> Iterator[None]:
-    """Run a block on the torch RNG seeded with ``seed``, leaving the global RNG state as it was."""
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
 
 
 @METHODS.register("ccdistill")

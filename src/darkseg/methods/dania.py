@@ -56,9 +56,11 @@ class DANIAConfig(StrictModel):
 
     name: Literal["dania"] = "dania"
     input: Literal["image"] = "image"
-    align: Literal["flow", "image", "none"] = Field(
+    align: Literal["flow", "image", "night", "none"] = Field(
         "flow", description="flow: warp the day prediction along the data's flow view (Eq. 9; align_flow coarse = "
-        "Eq. 18); image: warp the day image instead (Eq. 19); none: take the pair as aligned (DANNet)")
+        "Eq. 18); image: warp the day image instead (Eq. 19); night: warp the night prediction onto the day view "
+        "and take the loss there (Eq. 20; needs data.target.align_flow=fine_back); none: take the pair as aligned "
+        "(DANNet)")
     class_frequencies: tuple[float, ...] | None = Field(
         None, description="a_k of Eq. (1): share of labelled source pixels per class (e.g. from `darkseg data "
         "check ... --json`); None = no re-weighting (w = 1)")
@@ -146,6 +148,10 @@ class DANIAMethod(Method):
             raise ConfigError(f"data.dataset: {cfg.data.dataset!r} names no static classes; DANIA's static loss "
                               "needs them (a driving dataset, scenes_daynight, or a folder dataset listing them)")
         self.static_ids = [info.class_names.index(n) for n in names]
+        target = cfg.data.target
+        if m.align == "night" and (target is None or target.align_flow != "fine_back"):
+            raise ConfigError("method.align=night (Eq. 20) warps the night prediction along the day→night flow: set "
+                              "data.target.align_flow=fine_back")
         freq = m.class_frequencies
         if freq is not None and len(freq) != info.num_classes:
             raise ConfigError(f"method.class_frequencies: {len(freq)} values for {info.num_classes} classes "
@@ -220,9 +226,12 @@ class DANIAMethod(Method):
             light_terms.append((day, out_d))
             ctx["p_d"] = p_d.detach()
             if m.weights.static > 0:
-                loss, labels = static_loss(out_n["logits"], out_d["logits"], self.static_ids, weights, m.static,
-                                           flow=flow if m.align == "flow" else None, valid=valid,
-                                           size=tuple(night.shape[-2:]))
+                night_logits, size = out_n["logits"], tuple(night.shape[-2:])
+                if m.align == "night":  # Eq. (20): the night prediction warped onto the day view, loss taken there
+                    night_logits = F.interpolate(night_logits, size=size, mode="bilinear", align_corners=False)
+                    night_logits, valid = warp_by_flow(night_logits, flow)
+                loss, labels = static_loss(night_logits, out_d["logits"], self.static_ids, weights, m.static,
+                                           flow=flow if m.align == "flow" else None, valid=valid, size=size)
                 losses["static"] = m.weights.static * loss
                 metrics["static_px"] = (labels != 255).float().mean().detach()
         losses["adv"] = m.weights.adv * adv

@@ -1,6 +1,7 @@
 """PLDA (Du, Fu, Liu; TIP 2024): pixel-level domain adaptation between discriminative (source) and
-non-discriminative (target) object pixels of a CAM, plus confident pseudo-supervision (CPS). A plug-in: the host
-method (SEAM) calls :class:`PLDA` once per view with its network, outputs and image (wsss-methods.md §3.4).
+non-discriminative (target) object pixels of a CAM, plus confident pseudo-supervision (CPS). A plug-in: a host
+method (SEAM, SSSS) with a ``plda`` config section builds it with :func:`attach` and calls :class:`PLDA` once per
+view with its network, outputs and image (wsss-methods.md §3.4).
 
 L_PLDA = da_weight·L_da (Eq. 5) + cps_source_weight·L_cps^s (Eq. 7) + cps_target_weight·L_cps^t (Eq. 8); weights 1.
 """
@@ -16,17 +17,22 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from darkseg.methods.base import DatasetInfo, StepOutput
-from darkseg.methods.ssss import PseudoLabelConfig
-from darkseg.methods.wsss_losses import balanced_ce, clean_masks, pseudo_labels
+from darkseg.data.loader import stream_seed
+from darkseg.methods.base import DatasetInfo, StepOutput, own_rng
+from darkseg.methods.wsss_losses import PseudoLabelConfig, balanced_ce, clean_masks, pseudo_labels
 from darkseg.metrics import IGNORE_INDEX
 from darkseg.models.ops.domain_classifier import PixelDomainClassifier
 from darkseg.models.ops.grl import dann_coefficient, reverse_gradient
 from darkseg.models.ops.pamr import PAMR
 from darkseg.models.ops.pcm import SEAM_EPS
+from darkseg.models.ops.stochastic_gate import StochasticGate
 from darkseg.schema import StrictModel
 
 SOURCE, TARGET = 0, 1
+DOMAIN_NET = "domain"  # the host's ``nets`` key of the domain classifier
+# random streams of a run (data.loader.stream_seed): PLDA's parts never draw from the host's global RNG, so a host
+# run with and without PLDA (same seed) starts from the same weights and sees the same host draws
+_CLASSIFIER_STREAM, _STEP_STREAM = 0x504C4441, 0x504C4442
 
 
 class CPSConfig(PseudoLabelConfig):
@@ -45,7 +51,7 @@ class PLDAConfig(StrictModel):
     theta: float = Field(0.6, gt=0, lt=1, description="source = normalised CAM > theta (Fig. 7a)")
     simple_low: float = Field(0.3, gt=0, lt=1, description="SimpleAssign: target = simple_low < CAM <= theta")
     erased_pass_dropout: bool = Field(
-        False, description="dropout active in the no-grad erased pass (the public code: true)"
+        False, description="dropout (and SSSS's stochastic gate) active in the no-grad erased pass (public code: true)"
     )
     hidden: tuple[int, int] = (1024, 512)
     dropout: float = Field(0.5, ge=0, lt=1)
@@ -71,7 +77,11 @@ class PLDAConfig(StrictModel):
 
 
 def normalised_cam(cam: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Foreground CAM for domain assignment: ReLU, per-class spatial min-max, × image labels (PLDA §III-D)."""
+    """Foreground CAM for domain assignment: ReLU, per-class spatial min-max, × image labels (PLDA §III-D).
+
+    ``cam`` (B, C, h, w), channel 0 (background) unused: the host's ``masks`` (SEAM: its PCM-refined CAM, max-
+    normalised, which min-max maps to the values of the raw ``cam_rv`` up to the 1e-5 floor; SSSS: its
+    softmax masks)."""
     fg = F.relu(cam[:, 1:].detach().float())
     lo, hi = fg.amin(dim=(2, 3), keepdim=True), fg.amax(dim=(2, 3), keepdim=True)
     return (fg - lo) / (hi - lo + SEAM_EPS) * labels.float()[:, :, None, None]
@@ -127,41 +137,63 @@ def cps_target(pseudo: torch.Tensor, region: torch.Tensor, background: bool) -> 
     return torch.where(keep, pseudo, torch.full_like(pseudo, IGNORE_INDEX))
 
 
+_STOCHASTIC = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout,
+               StochasticGate)
+
+
 @contextlib.contextmanager
-def dropout_disabled(module: nn.Module) -> Iterator[None]:
-    """Temporarily put every dropout layer of ``module`` in eval mode (BN and everything else unchanged)."""
-    kinds = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
-    layers = [m for m in module.modules() if isinstance(m, kinds) and m.training]
-    for m in layers:
+def erased_pass_mode(module: nn.Module, dropout: bool = False) -> Iterator[None]:
+    """The state of the erased pass: batch norms normalise with the batch but keep their running statistics (the
+    erased images never enter the evaluation statistics; the reference's BN is frozen); unless ``dropout``, every
+    dropout layer and stochastic gate in eval mode. Everything is restored afterwards."""
+    stochastic = [] if dropout else [m for m in module.modules() if isinstance(m, _STOCHASTIC) and m.training]
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+             and m.track_running_stats]
+    saved = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()) for m in norms]
+    for m in stochastic:
         m.eval()
+    for m in norms:
+        m.momentum = 0.0
     try:
         yield
     finally:
-        for m in layers:
+        for m in stochastic:
             m.train()
+        for m, (momentum, tracked) in zip(norms, saved, strict=True):
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
+
 
 
 class PLDA:
     """PLDA's losses for one view: domain assignment, the adversarial class-conditional domain loss, and CPS.
 
-    The host network's outputs must hold ``logits`` (raw CAM, B×C×h×w), ``cam_rv`` (the localisation map used for
-    assignment; SEAM's PCM output) and ``feats["layer6"]`` (the features the domain classifier reads).
+    The host network's outputs must hold ``logits`` (B×C×h×w, background logit constant: SEAM's raw CAM, SSSS's
+    mask logits), ``masks`` (the localisation map the domains are assigned on, same grid) and ``feats["layer6"]``
+    (the last feature, which the domain classifier reads; its logits are bilinearly resized to the ``masks`` grid
+    when that is finer, e.g. SSSS's stride-4 masks over stride-8 features). Every random draw of PLDA (classifier
+    init, its dropout, the erased pass) comes from generators seeded by ``run_seed``.
     """
 
-    def __init__(self, cfg: PLDAConfig, feature_channels: int, info: DatasetInfo, total_iterations: int) -> None:
+    def __init__(self, cfg: PLDAConfig, feature_channels: int, info: DatasetInfo, total_iterations: int,
+                 run_seed: int) -> None:
         self.cfg = cfg
         self.feature_channels = feature_channels
         self.num_fg = info.num_classes - 1
         self.mean = torch.tensor(info.mean, dtype=torch.float32)
         self.total = total_iterations
+        self.run_seed = run_seed
         self.pamr = PAMR(cfg.pseudo.pamr_iters, cfg.pseudo.pamr_dilations, cfg.pseudo.pamr_dilation_grid)
 
     def build_classifier(self) -> PixelDomainClassifier | None:
-        """The domain classifier (a training-only network of the host method), or None when L_da is off."""
+        """The domain classifier (a training-only network of the host method), or None when L_da is off; initialised
+        from its own seed, so the host's global RNG stream is untouched."""
         if self.cfg.da_weight <= 0:
             return None
         heads = self.num_fg if self.cfg.alignment == "class" else 1
-        return PixelDomainClassifier(self.feature_channels, heads, self.cfg.hidden, self.cfg.dropout)
+        with own_rng(stream_seed(self.run_seed, _CLASSIFIER_STREAM), torch.device("cpu")):
+            return PixelDomainClassifier(self.feature_channels, heads, self.cfg.hidden, self.cfg.dropout)
 
 
     @torch.no_grad()
@@ -183,34 +215,43 @@ class PLDA:
             return logits.float().sum() * 0.0
         return F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX)
 
-    def assign(self, model: nn.Module | None, image: torch.Tensor, out: dict, labels: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor, dict | None]:
+    def assign(self, model: nn.Module | None, image: torch.Tensor, out: dict, labels: torch.Tensor,
+               depth: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, dict | None]:
         """Domain labels (B, K, h, w) by MaskAssign or SimpleAssign (§III-D, Table VIII), with the erased image and
         the outputs of the no-grad pass on it (MaskAssign) or the original image and None (SimpleAssign)."""
         cfg = self.cfg
-        score = normalised_cam(out["cam_rv"], labels)
+        score = normalised_cam(out["masks"], labels)
         source = score > cfg.theta
         if cfg.assign == "simple":
             return domain_labels(source, (score > cfg.simple_low) & ~source), image, None
         erased = erase(image, source, self.mean)
-        with torch.no_grad(), contextlib.ExitStack() as stack:
-            if not cfg.erased_pass_dropout:
-                stack.enter_context(dropout_disabled(model))
-            erased_out = model(erased)
-        target = normalised_cam(erased_out["cam_rv"], labels) > cfg.theta
+        with torch.no_grad(), erased_pass_mode(model, cfg.erased_pass_dropout):
+            erased_out = model(erased) if depth is None else model(erased, depth)
+        target = normalised_cam(erased_out["masks"], labels) > cfg.theta
         return domain_labels(source, target), erased, erased_out
 
     def __call__(self, model: nn.Module | None, classifier: nn.Module | None, image: torch.Tensor, out: dict,
-                 labels: torch.Tensor, iteration: int) -> StepOutput:
-        """PLDA's weighted losses for one view: L_da (Eq. 5) behind the GRL, L_cps on source (Eq. 7) and target (Eq. 8)
-        pixels; the target's pseudo label comes from the erased pass (MaskAssign) or the original CAM."""
+                 labels: torch.Tensor, iteration: int, view: int = 0, depth: torch.Tensor | None = None
+                 ) -> StepOutput:
+        """PLDA's weighted losses for one view (``view`` numbers the host's views of one iteration): L_da (Eq. 5)
+        behind the GRL, L_cps on source (Eq. 7) and target (Eq. 8) pixels; the target's pseudo label comes from the
+        erased pass (MaskAssign) or the original CAM. Draws from a generator seeded by (run seed, iteration, view)."""
+        with own_rng(stream_seed(self.run_seed, _STEP_STREAM, iteration, view), image.device):
+            return self._losses(model, classifier, image, out, labels, iteration, depth)
+
+    def _losses(self, model: nn.Module | None, classifier: nn.Module | None, image: torch.Tensor, out: dict,
+                labels: torch.Tensor, iteration: int, depth: torch.Tensor | None) -> StepOutput:
         cfg = self.cfg
-        domain, target_image, target_out = self.assign(model, image, out, labels)
+        domain, target_image, target_out = self.assign(model, image, out, labels, depth)
         target_out = target_out or out
         losses: dict[str, torch.Tensor] = {}
         alpha = dann_coefficient(iteration / max(self.total, 1), cfg.ramp_gamma)
         if classifier is not None:
             d_logits = classifier(reverse_gradient(out["feats"]["layer6"], alpha))
+            if d_logits.shape[-2:] != domain.shape[-2:]:
+                b, k = d_logits.shape[:2]
+                d_logits = F.interpolate(d_logits.flatten(1, 2), size=domain.shape[-2:], mode="bilinear",
+                                         align_corners=True).view(b, k, 2, *domain.shape[-2:])
             loss = (domain_loss(d_logits, domain, cfg.da_reduction) if cfg.alignment == "class"
                     else global_domain_loss(d_logits, domain))
             losses["da"] = cfg.da_weight * loss
@@ -226,3 +267,21 @@ class PLDA:
             "plda/target_frac": (domain == TARGET).any(dim=1).float().mean(),
         }
         return StepOutput(losses=losses, metrics=metrics)
+
+
+def attach(cfg: PLDAConfig | None, model: nn.Module, info: DatasetInfo, total_iterations: int, run_seed: int,
+           nets: nn.ModuleDict) -> PLDA | None:
+    """PLDA for a host method's ``plda`` section (None: no PLDA) on the host network ``model``; its domain classifier,
+    if any, joins the host's ``nets`` as ``domain`` (a training-only net: never in the deployed model)."""
+    if cfg is None:
+        return None
+    plda = PLDA(cfg, model.feature_channels["layer6"], info, total_iterations, run_seed)
+    classifier = plda.build_classifier()
+    if classifier is not None:
+        nets[DOMAIN_NET] = classifier
+    return plda
+
+
+def classifier_of(nets: nn.ModuleDict) -> nn.Module | None:
+    """The host's domain classifier (None when L_da is off)."""
+    return nets[DOMAIN_NET] if DOMAIN_NET in nets else None

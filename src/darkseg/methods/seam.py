@@ -15,7 +15,7 @@ from pydantic import Field
 
 from darkseg.errors import ConfigError
 from darkseg.methods.base import METHODS, DatasetInfo, Method, StepOutput
-from darkseg.methods.plda import PLDA, PLDAConfig
+from darkseg.methods.plda import PLDA, PLDAConfig, attach, classifier_of
 from darkseg.methods.wsss_losses import classification_loss
 from darkseg.models.factory import SEAMConfig, build_segmenter
 from darkseg.models.ops.pcm import SEAM_EPS
@@ -125,12 +125,7 @@ class SEAMMethod(Method):
         self.model = build_segmenter(cfg.model, info.num_classes, info.mean, info.std, load_pretrained=load_external)
         self.nets["model"] = self.model
         self.losses = SEAMLosses(self.mcfg)
-        self.plda: PLDA | None = None
-        if self.mcfg.plda is not None:
-            self.plda = PLDA(self.mcfg.plda, self.model.feature_channels["layer6"], info, cfg.train.iterations)
-            classifier = self.plda.build_classifier()
-            if classifier is not None:
-                self.nets["domain"] = classifier
+        self.plda: PLDA | None = attach(self.mcfg.plda, self.model, info, cfg.train.iterations, cfg.seed, self.nets)
 
     def train_views(self) -> tuple[str, ...]:
         return (self.mcfg.input, "labels")
@@ -146,9 +141,9 @@ class SEAMMethod(Method):
         losses = self.losses(out1, out2, image.shape[-2:], small.shape[-2:], labels)
         metrics: dict[str, torch.Tensor | float] = {}
         if self.plda is not None:
-            classifier = self.nets["domain"] if "domain" in self.nets else None
-            views = [self.plda(model, classifier, x, out, labels, iteration)
-                     for x, out in ((image, out1), (small, out2))]
+            classifier = classifier_of(self.nets)
+            views = [self.plda(model, classifier, x, out, labels, iteration, view)
+                     for view, (x, out) in enumerate(((image, out1), (small, out2)))]
             for key in views[0].losses:
                 losses[key] = 0.5 * (views[0].losses[key] + views[1].losses[key])
             metrics = {k: 0.5 * (views[0].metrics[k] + views[1].metrics[k]) for k in views[0].metrics}

@@ -1,6 +1,7 @@
 """SSSS (Araslanov & Roth, CVPR 2020): single-stage WSSS from image labels, as teacher (normal light) or student.
 
 L = L_cls + [it ≥ mask_loss_start]·λ_seg·L_seg, L_seg = balanced CE on PAMR-refined pseudo labels (ssss.md §2).
+With a ``plda`` section, PLDA's losses are added (methods/plda.py): the domains are assigned on SSSS's masks.
 """
 
 from __future__ import annotations
@@ -9,28 +10,20 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, PositiveInt
+from pydantic import Field
 
 from darkseg.methods.base import METHODS, DatasetInfo, Method, StepOutput
-from darkseg.methods.wsss_losses import balanced_ce, classification_loss, clean_masks, pseudo_labels
+from darkseg.methods.plda import PLDA, PLDAConfig, attach, classifier_of
+from darkseg.methods.wsss_losses import (
+    PseudoLabelConfig,
+    balanced_ce,
+    classification_loss,
+    clean_masks,
+    pseudo_labels,
+)
 from darkseg.models.factory import build_segmenter
 from darkseg.models.ops.pamr import PAMR
 from darkseg.schema import StrictModel
-
-
-class PseudoLabelConfig(StrictModel):
-    """PAMR refinement and thresholds of the self-supervised segmentation loss (ssss.md §2-3)."""
-
-    pamr_iters: int = Field(10, ge=1)
-    pamr_dilations: tuple[int, ...] = (1, 2, 4, 8, 12, 24)
-    pamr_dilation_grid: PositiveInt | None = Field(
-        None, description="mask-grid side the dilations are given for (81: the official 321 crop at stride 4); "
-        "set: scaled to the actual mask grid (scenes 96 crop: 24 → 1, 2, 4, 7); None: used as they are",
-    )
-    fg_cut: float = Field(0.6, gt=0, le=1)
-    bg_cut: float = Field(0.7, gt=0, le=1)
-    floor: float = Field(0.2, ge=0, le=1)
-    image_gate: bool = True
 
 
 class SSSSMethodConfig(StrictModel):
@@ -45,6 +38,7 @@ class SSSSMethodConfig(StrictModel):
         "DGKD-WLSS: 8k of 40k = 0.2)",
     )
     pseudo: PseudoLabelConfig = PseudoLabelConfig()
+    plda: PLDAConfig | None = Field(None, description="PLDA plug-in (pixel-level domain adaptation + CPS)")
 
 
 class SSSSLosses:
@@ -86,7 +80,8 @@ class SSSSLosses:
 
 @METHODS.register("ssss")
 class SSSSMethod(Method):
-    """One SSSS network trained on ``input`` (normal or dark images) from image-level labels."""
+    """One SSSS network trained on ``input`` (normal or dark images) from image-level labels; with ``plda`` set,
+    SSSS + PLDA (one extra no-grad pass)."""
 
     name = "ssss"
     Config = SSSSMethodConfig
@@ -98,6 +93,7 @@ class SSSSMethod(Method):
         self.model = build_segmenter(cfg.model, info.num_classes, info.mean, info.std, load_pretrained=load_external)
         self.nets["model"] = self.model
         self.losses = SSSSLosses(self.mcfg, cfg.train.iterations)
+        self.plda: PLDA | None = attach(self.mcfg.plda, self.model, info, cfg.train.iterations, cfg.seed, self.nets)
 
     def train_views(self) -> tuple[str, ...]:
         views = (self.mcfg.input, "labels")
@@ -107,6 +103,11 @@ class SSSSMethod(Method):
         return self.mcfg.input
 
     def training_step(self, phase: str, batch: dict, iteration: int, ctx: dict) -> StepOutput:
-        image = batch[self.mcfg.input]
-        out = self.nets["model"](image, batch.get("depth"))
-        return self.losses(out, image, batch["labels"], iteration)
+        image, depth, labels = batch[self.mcfg.input], batch.get("depth"), batch["labels"]
+        model = self.nets["model"]
+        out = model(image, depth)
+        step = self.losses(out, image, labels, iteration)
+        if self.plda is not None:
+            extra = self.plda(model, classifier_of(self.nets), image, out, labels, iteration, depth=depth)
+            step = StepOutput(losses={**step.losses, **extra.losses}, metrics={**step.metrics, **extra.metrics})
+        return step

@@ -68,6 +68,24 @@ def fuse_predictions(day_warped: torch.Tensor, night_prob: torch.Tensor, cfg: Fu
     return h * day_warped + (1 - h) * night_prob
 
 
+def day_pair_labels(
+    night_prob: torch.Tensor, day_prob: torch.Tensor, flow: torch.Tensor, static_ids: Sequence[int],
+    cfg: FusionConfig, weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Labels from a day-night pair at test time, Table 9 of DANIA: the day prediction warped onto the night view
+    (Eq. 9) and fused with the night one (Eq. 10-11); the fused label where it is a static class with a
+    correspondence, the night label elsewhere. ``weights``: test-time re-weighting (Eq. 2) of both, or None."""
+    day_warped, ok = warp_day_prediction(day_prob, flow)
+    fused = fuse_predictions(day_warped, night_prob, cfg)
+    if weights is not None:
+        w = weights.view(1, -1, 1, 1).to(fused)
+        fused, night_prob = fused * w, night_prob * w
+    fused_label, night_label = fused.argmax(1), night_prob.argmax(1)
+    static = torch.zeros(fused.shape[1], dtype=torch.bool, device=fused.device)
+    static[torch.as_tensor(list(static_ids), dtype=torch.long, device=fused.device)] = True
+    return torch.where(ok & static[fused_label], fused_label, night_label)
+
+
 def pseudo_labels(
     fused: torch.Tensor, valid: torch.Tensor, static_ids: Sequence[int], weights: torch.Tensor | None
 ) -> torch.Tensor:

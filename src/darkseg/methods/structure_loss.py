@@ -27,6 +27,8 @@ class StructureLossConfig(StrictModel):
     sigma_xy: float = Field(100.0, gt=0, description="in pixels of the input crop; scaled with `scale`")
     scale: float = Field(0.5, gt=0, le=1, description="resolution of the energy relative to the crop")
     chunk: int = Field(4096, ge=1, description="kernel rows built at once (memory chunk·N floats)")
+    unlabelled_gate: bool = Field(False, description="RRM's code: gate 1 on pixels without a label (255) instead of "
+                                  "1 − max p (then L_str waits for the labels)")
 
 
 def _kernel_rows(feats: torch.Tensor, rows: slice) -> torch.Tensor:
@@ -84,19 +86,30 @@ def bilateral_features(image: torch.Tensor, sigma_xy: float, sigma_rgb: float) -
     return torch.cat([pos, image.float().flatten(1) / sigma_rgb]).T.contiguous()
 
 
-def structure_loss(logits: Sequence[torch.Tensor], image: torch.Tensor, cfg: StructureLossConfig) -> torch.Tensor:
+def structure_loss(
+    logits: Sequence[torch.Tensor],
+    image: torch.Tensor,
+    cfg: StructureLossConfig,
+    unlabelled: Sequence[torch.Tensor] | None = None,
+) -> torch.Tensor:
     """Σ over branches of L_str = Σ_i Σ_{j≠i} (1 − max_c p_ci) E_ij, Eq. (6)-(8) of ASDT, mean over the batch.
 
     ``logits``: the (B, C, h, w) logits of one or more segmentation branches, ``image`` (B, 3, H, W) in [0, 1];
     both are resized to ``scale`` × the image size (σ_xy scaled alike). The gate 1 − max p is a constant, as in
-    RRM's code. The branches share one pass over the kernel.
+    RRM's code; ``unlabelled`` (one (B, H, W) bool mask per branch, e.g. its label == 255) sets it to 1 there, as
+    RRM's code does with B^ct (wsss-methods.md §1.3; masks resized by nearest neighbour). The branches share one
+    pass over the kernel.
     """
     if cfg.weight == 0:
         return logits[0].new_zeros(())
     size = (max(1, round(image.shape[-2] * cfg.scale)), max(1, round(image.shape[-1] * cfg.scale)))
     with torch.autocast(image.device.type, enabled=False):  # the kernel needs float32 distances
         probs = [F.interpolate(x.float(), size=size, mode="bilinear", align_corners=False).softmax(1) for x in logits]
-        gates = [(1.0 - p.detach().amax(1, keepdim=True)).clamp_min(0.0).expand_as(p) for p in probs]
+        gates = [(1.0 - p.detach().amax(1, keepdim=True)).clamp_min(0.0) for p in probs]
+        if unlabelled is not None:
+            masks = [F.interpolate(m[:, None].float(), size=size, mode="nearest") > 0.5 for m in unlabelled]
+            gates = [g.masked_fill(m, 1.0) for g, m in zip(gates, masks)]
+        gates = [g.expand_as(p) for g, p in zip(gates, probs)]
         probs, gates = torch.cat(probs, 1), torch.cat(gates, 1)
         small = F.interpolate(image.float() * 255.0, size=size, mode="bilinear", align_corners=False)
         total = probs.new_zeros(())

@@ -4,8 +4,25 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, PositiveInt
 
 from darkseg.metrics import IGNORE_INDEX
+from darkseg.schema import StrictModel
+
+
+class PseudoLabelConfig(StrictModel):
+    """PAMR refinement and thresholds of the self-supervised segmentation loss (ssss.md §2-3)."""
+
+    pamr_iters: int = Field(10, ge=1)
+    pamr_dilations: tuple[int, ...] = (1, 2, 4, 8, 12, 24)
+    pamr_dilation_grid: PositiveInt | None = Field(
+        None, description="mask-grid side the dilations are given for (81: the official 321 crop at stride 4); "
+        "set: scaled to the actual mask grid (scenes 96 crop: 24 → 1, 2, 4, 7); None: used as they are",
+    )
+    fg_cut: float = Field(0.6, gt=0, le=1)
+    bg_cut: float = Field(0.7, gt=0, le=1)
+    floor: float = Field(0.2, ge=0, le=1)
+    image_gate: bool = True
 
 
 def classification_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

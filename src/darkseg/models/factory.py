@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import torch
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, model_validator
 
 from darkseg.errors import ConfigError
 from darkseg.models.backbones import Backbone, ResNet, WideResNet38
@@ -99,7 +99,14 @@ class ASDTConfig(StrictModel):
     seg_channels: PositiveInt = 512
     seg_dilation: PositiveInt = Field(12, description="dilation of both 3×3 convs of each seg branch (RRM: 12)")
     seg_teacher: bool = Field(True, description="false: class-teacher + student only (Table 4, row 1)")
+    student: bool = Field(True, description="false: class-teacher + seg-teacher only (RRM: seg-teacher deployed)")
     fusion: Literal["max", "mean", "multiply"] = "max"
+
+    @model_validator(mode="after")
+    def _a_segmentation_branch(self) -> ASDTConfig:
+        if not (self.seg_teacher or self.student):
+            raise ValueError("seg_teacher and student are both false: keep at least one segmentation branch")
+        return self
 
 
 class SEAMConfig(StrictModel):

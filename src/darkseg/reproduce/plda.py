@@ -1,15 +1,45 @@
-"""PLDA's tables as ``darkseg reproduce plda`` runs them on the built-in benchmark: SEAM (the baseline every row is
-compared with) and SEAM + PLDA, their low-light versions, the ablations of Tab. VI-VIII and Fig. 7(a), and the
-retraining of DeepLabV1 on the pseudo masks of both (``--two-stage``). Scores are the deployed model's mIoU on the
-config's evaluation split (scenes: test), not the train-set CAM seeds of the paper's Tab. I."""
+"""PLDA's tables as ``darkseg reproduce plda`` runs them on the built-in benchmark. Main table: SEAM and SSSS, each
+alone and + PLDA, on the normal and on the dark images; every + PLDA column is compared with its own host (same
+seed, same light). Ablations on SEAM (Tab. VI-VIII, Fig. 7(a)) against SEAM, and DeepLabV1 retrained on the pseudo
+masks of SEAM and SEAM + PLDA (``--two-stage``).
+
+Score (every table but the two-stage one): the paper's, CAM mIoU on the train split (the CAM seeds, PLDA Tab. I/VI)
+at the background threshold that is best on that split's own sweep (engine/cam_sweep.py ``cam_score``). On the
+benchmark: single scale + flip with SEAM's per-class min-max normalisation, the first ``SCORE_IMAGES`` train images.
+"""
 
 from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from darkseg.reproduce.tables import Column, Figures, Paper, Suite, Table
 from darkseg.reproduce.two_stage import pseudo_mask_export, retrain
 
-SEAM = Column("seam", "SEAM", "plda/scenes_seam.yaml", export=pseudo_mask_export())
-PLDA = Column("plda", "SEAM + PLDA", "plda/scenes_plda.yaml", export=pseudo_mask_export())
+if TYPE_CHECKING:
+    from darkseg.config import ExperimentConfig
+
+SCORE_IMAGES = 500  # the first 500 of the 2000 train images (the same for every run): 14-20 s of CPU per run
+SCORE_SCALES = (1.0,)  # the images are 96 px, the size every column trains at
+
+
+def cam_seeds(cfg: ExperimentConfig, run_dir: Path, split: str | None, scales: tuple[float, ...],
+              max_images: int) -> dict:
+    """``Column.score`` of PLDA's tables: ``engine.cam_sweep.cam_score`` (train split unless ``--split``)."""
+    from darkseg.engine.cam_sweep import cam_score
+
+    return cam_score(cfg, run_dir, split, scales=scales, flip=True, minmax=True, max_images=max_images)
+
+
+#: one object shared by every scored column (a table refuses columns scored in different ways)
+SCORE = functools.partial(cam_seeds, scales=SCORE_SCALES, max_images=SCORE_IMAGES)
+
+#: main-table columns: (key, label, config under configs/plda/), each host before its + PLDA column
+HOSTS = (
+    ("seam", "SEAM", "scenes_seam", "seam_plda", "SEAM + PLDA", "scenes_plda"),
+    ("ssss", "SSSS", "scenes_ssss", "ssss_plda", "SSSS + PLDA", "scenes_ssss_plda"),
+)
 
 ABLATIONS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
     "components": ("Tab. VI: components of PLDA", (
@@ -32,26 +62,41 @@ ABLATIONS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
 }
 
 
+def main_columns() -> tuple[tuple[Column, ...], tuple[tuple[str, str], ...]]:
+    """The eight main-table columns (normal light, then ``dark_``) and their (+ PLDA column, host) pairs; the SEAM
+    columns export pseudo masks for the two-stage table."""
+    columns, pairs = [], []
+    for prefix, label, suffix in (("", "", ""), ("dark_", " (dark)", "_dark")):
+        for host, host_label, host_cfg, plug, plug_label, plug_cfg in HOSTS:
+            export = pseudo_mask_export() if host == "seam" and not prefix else None
+            columns += [Column(prefix + host, host_label + label, f"plda/{host_cfg}{suffix}.yaml", export=export,
+                               score=SCORE),
+                        Column(prefix + plug, plug_label + label, f"plda/{plug_cfg}{suffix}.yaml", export=export,
+                               score=SCORE)]
+            pairs.append((prefix + plug, prefix + host))
+    return tuple(columns), tuple(pairs)
+
+
 def scenes_suite() -> Suite:
-    """The main table (SEAM baseline), ablation tables (SEAM, the variants, the full method), the dark table and the
-    two-stage table (DeepLabV1 on SEAM's masks is the baseline of DeepLabV1 on SEAM + PLDA's)."""
-    main = Table("Tab. I (SEAM rows): SEAM vs SEAM + PLDA", (SEAM, PLDA), baseline="seam",
-                 figures=Figures(grid=("seam", "plda"), cams=("seam", "plda")))
+    """The main table, the SEAM ablation tables (SEAM, the variants, SEAM + PLDA) and the two-stage table (DeepLabV1 on
+    SEAM's masks is the baseline of DeepLabV1 on SEAM + PLDA's)."""
+    columns, pairs = main_columns()
+    by_key = {c.key: c for c in columns}
+    seam, seam_plda = by_key["seam"], by_key["seam_plda"]
+    main = Table("PLDA on SEAM and SSSS, normal light and dark: CAM train-split mIoU (Δ: each + PLDA column vs its "
+                 "host alone)", columns, pairs=pairs, figures=Figures(cams=tuple(c.key for c in columns)))
     ablations = {
-        key: Table(title, (SEAM, *(Column(row, label, f"plda/ablations/scenes_plda_{row}.yaml") for row, label in rows),
-                           PLDA), baseline="seam")
+        key: Table(title, (seam, *(Column(row, label, f"plda/ablations/scenes_plda_{row}.yaml", score=SCORE)
+                                   for row, label in rows), seam_plda), baseline="seam")
         for key, (title, rows) in ABLATIONS.items()
     }
-    ablations["dark"] = Table("Low light: SEAM and SEAM + PLDA trained and evaluated on the dark images", (
-        Column("seam_dark", "SEAM (dark)", "plda/scenes_seam_dark.yaml"),
-        Column("plda_dark", "SEAM + PLDA (dark)", "plda/scenes_plda_dark.yaml"),
-    ), baseline="seam_dark")
     ablations["two-stage"] = Table("Tab. III: DeepLabV1 retrained on the pseudo masks of SEAM and SEAM + PLDA", (
         retrain("seam_deeplabv1", "DeepLabV1 on SEAM masks", "segmenters/scenes_deeplabv1.yaml", "seam"),
-        retrain("plda_deeplabv1", "DeepLabV1 on SEAM + PLDA masks", "segmenters/scenes_deeplabv1.yaml", "plda"),
+        retrain("seam_plda_deeplabv1", "DeepLabV1 on SEAM + PLDA masks", "segmenters/scenes_deeplabv1.yaml",
+                "seam_plda"),
     ), baseline="seam_deeplabv1")
     return Suite("scenes", main, ablations, default_seeds=(0, 1, 2, 3, 4), quick_seeds=(0, 1),
-                 quick=("train.iterations=400", "train.val_every=0"))
+                 quick=("train.iterations=80",))
 
 
-PAPER = Paper("plda", "PLDA (SEAM + PLDA)", {"scenes": scenes_suite()})
+PAPER = Paper("plda", "PLDA (SEAM + PLDA, SSSS + PLDA)", {"scenes": scenes_suite()})

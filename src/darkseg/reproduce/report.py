@@ -29,7 +29,8 @@ from darkseg.reproduce.tables import Paper, Table  # noqa: E402
 
 def summarise(results: dict[str, list[RunResult]], table: Table) -> dict[str, dict]:
     """Per column: mean ± std and per-seed values of mIoU/PixAcc, per-class IoU means, deployed params/GMAC; for
-    every compared column its paired difference to the baseline (95% t interval) and its gap recovered."""
+    every compared column its paired difference to its baseline (95% t interval; ``baseline`` names that column)
+    and its gap recovered."""
     out = {}
     for key, runs in results.items():
         miou, miou_sd = mean_std([r.metrics["miou"] for r in runs])
@@ -43,21 +44,21 @@ def summarise(results: dict[str, list[RunResult]], table: Table) -> dict[str, di
             "per_class_iou": per_class, "params": runs[0].params, "gmac": runs[0].gmac,
             "input_view": runs[0].input_view, "split": runs[0].metrics["split"],
         }
-    if table.baseline in out:
-        base = _by_seed(out[table.baseline])
-        for key in table.compared():
-            if key in out:
-                diff = paired_difference(_by_seed(out[key]), base)
-                out[key]["diff_vs_baseline"] = {"mean": diff["mean"], "ci95": diff["ci95"]}
-                if table.reference in out:
-                    out[key]["gap_recovered"] = gap_recovered(out, table, key)
-                    out[key]["gap_recovered_ci95"] = t_interval(_seed_gaps(out, table, key))
+    for key in table.compared():
+        base = table.baseline_of(key)
+        if key in out and base in out:
+            diff = paired_difference(_by_seed(out[key]), _by_seed(out[base]))
+            out[key]["diff_vs_baseline"] = {"mean": diff["mean"], "ci95": diff["ci95"]}
+            out[key]["baseline"] = base
+            if table.reference in out:
+                out[key]["gap_recovered"] = gap_recovered(out, table, key)
+                out[key]["gap_recovered_ci95"] = t_interval(_seed_gaps(out, table, key))
     return out
 
 
 def _seed_gaps(summary: dict[str, dict], table: Table, column: str) -> list[float]:
     """Per-seed gap recovered (column − baseline) / (reference − baseline), over the seeds all three ran."""
-    ref, base, col = (_by_seed(summary[k]) for k in (table.reference, table.baseline, column))
+    ref, base, col = (_by_seed(summary[k]) for k in (table.reference, table.baseline_of(column), column))
     seeds = sorted(set(ref) & set(base) & set(col))
     return [(col[s] - base[s]) / (ref[s] - base[s]) for s in seeds if ref[s] != base[s]]
 
@@ -68,7 +69,7 @@ def _by_seed(column: dict) -> dict[int, float]:
 
 def gap_recovered(summary: dict[str, dict], table: Table, column: str) -> float:
     """(column − baseline) / (reference − baseline) on mean mIoU (0.84 for DGKD-WLSS's VOC Table 1)."""
-    t, b = summary[table.reference]["miou"], summary[table.baseline]["miou"]
+    t, b = summary[table.reference]["miou"], summary[table.baseline_of(column)]["miou"]
     return (summary[column]["miou"] - b) / (t - b) if t != b else math.nan
 
 
@@ -278,6 +279,7 @@ def write_report(
         figures.append(qualitative_figure(plan, table, labels, out))
     if table.figures.cams:
         figures.append(cam_figure(plan, table, labels, out))
+    figures += [extra(plan, table, labels, out) for extra in table.figures.extra]
     md = [f"# {paper.title} reproduction: suite `{plan.suite.name}`{' (quick)' if plan.quick else ''}", "",
           f"Command: `{command}`  ", f"Date: {date}; seeds {', '.join(map(str, plan.seeds))}; "
           f"wall time {elapsed / 60:.1f} min.", "", *trust_note(plan), "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 from darkseg.config import ExperimentConfig, load_config
 from darkseg.engine.distributed import barrier, is_main_process
 from darkseg.engine.profile import profile
-from darkseg.engine.runner import evaluate_config, train
+from darkseg.engine.runner import config_changes, evaluate_config, train
 from darkseg.errors import ConfigError
 from darkseg.fileio import atomic_write_bytes
 from darkseg.reproduce.tables import Column, Suite, order_runs
@@ -88,6 +89,16 @@ def _fmt(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
+def _score_name(score: object) -> str:
+    """A stable name of a column's scoring function (cached metrics made by another one are recomputed)."""
+    if score is None:
+        return "eval"
+    if isinstance(score, functools.partial):
+        args = [repr(a) for a in score.args] + [f"{k}={v!r}" for k, v in sorted(score.keywords.items())]
+        return f"{_score_name(score.func)}({', '.join(args)})"
+    return f"{getattr(score, '__module__', '')}.{getattr(score, '__qualname__', type(score).__name__)}"
+
+
 def run_one(plan: Plan, run: Column, seed: int, progress: Progress, export: bool = True) -> RunResult:
     """Train (or reuse) one run, export what later columns need (``export``), and evaluate it on its column's split."""
     cfg = plan.config(run, seed)
@@ -98,9 +109,11 @@ def run_one(plan: Plan, run: Column, seed: int, progress: Progress, export: bool
     t0 = time.perf_counter()
     trained = False
     saved = run_dir / "config.yaml"
-    if saved.is_file() and saved.read_text() != cfg.to_yaml():
-        raise ConfigError(f"{saved}: this run was started with a different config than {run.config} gives now; "
-                          "delete its folder to retrain it, or write the suite to another --out")
+    changed = config_changes(saved, cfg) if saved.is_file() else []
+    if changed:  # keys that do not change the weights (threads, DDP flags, logging, ...) may differ
+        key, old, new = changed[0]
+        raise ConfigError(f"{saved}: this run was made with {key}={old}, {run.config} now gives {new}; delete its "
+                          "folder to retrain it, or write the suite to another --out")
     if not (run_dir / "model_final.safetensors").is_file():
         result = train(cfg, resume=True)
         if not result.completed:
@@ -111,18 +124,23 @@ def run_one(plan: Plan, run: Column, seed: int, progress: Progress, export: bool
             run.export(cfg, run_dir)
             atomic_write_bytes(run_dir / EXPORT_DONE, b"")
         barrier()
+    scored_by = _score_name(run.score)
     cached = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
-    if cached is None or cached.get("split") != split:
-        metrics = evaluate_config(cfg, None, split, progress=False).to_dict()
+    if cached is None or cached.get("scored_by", "eval") != scored_by or (
+            run.score is None and cached.get("split") != split):
+        if run.score is None:
+            metrics = {"split": split, **evaluate_config(cfg, None, split, progress=False).to_dict()}
+        else:
+            metrics = run.score(cfg, run_dir, plan.split)
         report = profile(cfg, cfg.data.augment.crop_size)
-        cached = {"split": split, **metrics, "params": report.deploy_params, "gmac": report.deploy_gmac,
+        cached = {**metrics, "scored_by": scored_by, "params": report.deploy_params, "gmac": report.deploy_gmac,
                   "gmac_size": cfg.data.augment.crop_size, "input_view": cfg.method.input}
         if is_main_process():
             atomic_write_bytes(metrics_path, json.dumps(cached, indent=2).encode())  # a reused cache
         barrier()
     progress.finish(time.perf_counter() - t0, trained)
     print(f"    {run.key} seed {seed}: mIoU {cached['miou']:.2f}, PixAcc {cached['pixacc']:.2f} "
-          f"({cached['input_view']} {split})", flush=True)
+          f"({cached['input_view']} {cached['split']})", flush=True)
     return RunResult(run.key, seed, run_dir, cached, cached["params"], cached["gmac"], cached["input_view"])
 
 

@@ -37,6 +37,11 @@ class Column:
     ``export(cfg, run_dir)``, if set, runs once after training, when a column of the run plan needs this one, and
     writes further files into ``run_dir`` (the runner marks it done with an ``export.done`` file), for a ``Need`` of
     that column to read.
+
+    ``score(cfg, run_dir, split)``, if set, replaces the default score (the deployed model's mIoU on ``split``, or
+    the config's ``eval.split`` when ``split`` is None): it returns a metrics dict with at least ``split``,
+    ``miou``, ``pixacc`` and ``per_class_iou`` (e.g. PLDA's CAM mIoU on the train split at the best background
+    threshold). Every column of one table must be scored the same way.
     """
 
     key: str
@@ -44,6 +49,7 @@ class Column:
     config: str
     needs: tuple[Need, ...] = ()
     export: Callable[[ExperimentConfig, Path], None] | None = None
+    score: Callable[[ExperimentConfig, Path, str | None], dict] | None = None
 
 
 @dataclass(frozen=True)
@@ -52,12 +58,16 @@ class Figures:
 
     grid: tuple[str, ...] = ()
     cams: tuple[str, ...] = ()
+    # a method's own figures: extra(plan, table, labels, out folder) -> the written file
+    extra: tuple[Callable[[Plan, Table, dict[str, str], Path], Path], ...] = ()
 
 
 @dataclass(frozen=True)
 class Table:
     """Columns reported together; every column but ``baseline`` and ``reference`` gets a paired difference to
-    ``baseline``, and the gap recovered is (column − baseline) / (reference − baseline)."""
+    ``baseline``, and the gap recovered is (column − baseline) / (reference − baseline). ``pairs`` (column, its own
+    baseline) overrides that baseline for those columns, e.g. a plug-in on several hosts: each + plug-in column
+    against its host alone; with ``baseline`` None only the columns of ``pairs`` are compared."""
 
     title: str
     columns: tuple[Column, ...]
@@ -67,20 +77,31 @@ class Table:
     gap_note: str = ""  # the paper's own figure for it, e.g. "paper, VOC: 0.84"
     figures: Figures = Figures()
     check: Callable[[Plan, Table], None] | None = None  # fails before any training if inputs are missing
+    pairs: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         keys = [c.key for c in self.columns]
         if len(set(keys)) != len(keys):
             raise ValueError(f"table {self.title!r}: duplicate column keys {keys}")
-        for role in (self.baseline, self.reference, self.gap_column, *self.figures.grid, *self.figures.cams):
+        paired = [k for pair in self.pairs for k in pair]
+        for role in (self.baseline, self.reference, self.gap_column, *self.figures.grid, *self.figures.cams, *paired):
             if role is not None and role not in keys:
                 raise ValueError(f"table {self.title!r}: {role!r} is not one of its columns {keys}")
+        if len({c.score for c in self.columns}) > 1:
+            raise ValueError(f"table {self.title!r}: its columns are scored in different ways; compare like with like")
+        if any(column == base for column, base in self.pairs) or len(dict(self.pairs)) != len(self.pairs):
+            raise ValueError(f"table {self.title!r}: pairs {self.pairs} must give each column one other baseline")
+
+    def baseline_of(self, key: str) -> str | None:
+        """The column ``key`` is compared with (its ``pairs`` entry, else ``baseline``), None if it is not compared."""
+        own = dict(self.pairs).get(key)
+        if own is not None or self.baseline is None or key in (self.baseline, self.reference):
+            return own
+        return self.baseline
 
     def compared(self) -> tuple[str, ...]:
-        """Keys of the columns that get a paired difference to the baseline."""
-        if self.baseline is None:
-            return ()
-        return tuple(c.key for c in self.columns if c.key not in (self.baseline, self.reference))
+        """Keys of the columns that get a paired difference to their baseline."""
+        return tuple(c.key for c in self.columns if self.baseline_of(c.key) is not None)
 
 
 @dataclass(frozen=True)
@@ -94,6 +115,9 @@ class Suite:
     quick_seeds: tuple[int, ...] = (0,)
     quick: tuple[str, ...] = ()  # config overrides of every run in --quick
     needs_data_root: bool = False
+    # prepare(plan, keys of the columns to run): once before any column, on the main process (e.g. the alignment
+    # flows a day→night suite reads); must reuse what an earlier call made, so rerunning a suite is cheap
+    prepare: Callable[[Plan, tuple[str, ...]], None] | None = None
 
     def columns(self) -> dict[str, Column]:
         """Every column of every table by key; one key names one run (a column shared by tables trains once)."""
