@@ -51,7 +51,7 @@ def relight_figure(plan: Plan, table: Table, labels: dict[str, str], out: Path, 
     from darkseg.data.transforms import EvalTransform
     from darkseg.engine.inference import labels_from_probs, predict_probs
     from darkseg.engine.runner import load_deployed
-    from darkseg.reproduce.report import _colour, _display, _save, plt
+    from darkseg.reproduce.report import colour_labels, display_image, save_figure, plt
 
     cfg = plan.config(DANIA, plan.seeds[0])
     model = load_deployed(cfg, None, torch.device("cpu"))
@@ -66,15 +66,15 @@ def relight_figure(plan: Plan, table: Table, labels: dict[str, str], out: Path, 
             res = model(night)
             day, _ = warp_by_flow(s["day"][None], s["flow"][None])
             pred = labels_from_probs(predict_probs(model, night, cfg.eval.inference), night, cfg.eval.inference)[0]
-            panels = [_display(s["image"]), _display(res["relit"][0].clamp(0, 1)), _display(day[0]),
-                      _colour(pred.numpy().astype(np.uint8))]
+            panels = [display_image(s["image"]), display_image(res["relit"][0].clamp(0, 1)), display_image(day[0]),
+                      colour_labels(pred.numpy().astype(np.uint8))]
             for col, img in enumerate(panels):
                 ax = axes[row][col]
                 ax.imshow(img)
                 ax.set_xticks([]), ax.set_yticks([])
                 if row == 0:
                     ax.set_title(headers[col], fontsize=8)
-    return _save(fig, out / "relight.png")
+    return save_figure(fig, out / "relight.png")
 
 
 def scenes_suite() -> Suite:

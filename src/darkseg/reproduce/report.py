@@ -119,7 +119,7 @@ def trust_note(plan: Plan) -> list[str]:
     return lines
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def save_figure(fig: plt.Figure, path: Path) -> Path:
     """Lay out, write at the report's resolution and release one figure."""
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -127,11 +127,11 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def _colour(label: np.ndarray) -> np.ndarray:
+def colour_labels(label: np.ndarray) -> np.ndarray:
     return VOC_PALETTE[label]
 
 
-def _display(img: torch.Tensor, brighten: bool = False) -> np.ndarray:
+def display_image(img: torch.Tensor, brighten: bool = False) -> np.ndarray:
     x = img.permute(1, 2, 0).numpy()
     if brighten:
         x = x * min(0.45 / max(float(x.mean()), 1e-3), 8.0)
@@ -163,7 +163,7 @@ def qualitative_figure(plan: Plan, table: Table, labels: dict[str, str], out: Pa
     fig, axes = plt.subplots(len(picks), len(headers), figsize=(2 * len(headers), 2 * len(picks)), squeeze=False)
     for row, i in enumerate(picks):
         s = dataset[i]
-        panels = [_display(s[view], brighten=view == "dark")]
+        panels = [display_image(s[view], brighten=view == "dark")]
         if with_depth:
             panels.append((s["depth"][0].numpy() * 255).astype(np.uint8))
         for k in keys:
@@ -171,15 +171,15 @@ def qualitative_figure(plan: Plan, table: Table, labels: dict[str, str], out: Pa
             x = s[cfgs[k].method.input][None]
             depth = s["depth"][None] if getattr(model, "uses_depth", False) else None
             probs = predict_probs(model, x, inf, depth=depth)
-            panels.append(_colour(labels_from_probs(probs, x, inf)[0].numpy()))
-        panels.append(_colour(s["mask"].numpy().astype(np.uint8)))
+            panels.append(colour_labels(labels_from_probs(probs, x, inf)[0].numpy()))
+        panels.append(colour_labels(s["mask"].numpy().astype(np.uint8)))
         for col, img in enumerate(panels):
             ax = axes[row][col]
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
             ax.set_xticks([]), ax.set_yticks([])
             if row == 0:
                 ax.set_title(headers[col], fontsize=8)
-    return _save(fig, out / "qualitative.png")
+    return save_figure(fig, out / "qualitative.png")
 
 
 def cam_figure(plan: Plan, table: Table, labels: dict[str, str], out: Path, n: int = 4) -> Path:
@@ -196,19 +196,19 @@ def cam_figure(plan: Plan, table: Table, labels: dict[str, str], out: Path, n: i
     fig, axes = plt.subplots(len(picks), 1 + len(spec), figsize=(2 * (1 + len(spec)), 2 * len(picks)), squeeze=False)
     for row, i in enumerate(picks):
         s = dataset[i]
-        axes[row][0].imshow(_display(s["image"]))
+        axes[row][0].imshow(display_image(s["image"]))
         for col, (k, view, title) in enumerate(spec, start=1):
             model = models[k]
             depth = s["depth"][None] if getattr(model, "uses_depth", False) else None
             fg = class_maps(model, s[view][None], s["labels"], depth).amax(0).numpy()
-            axes[row][col].imshow(_display(s[view], brighten=view == "dark"))
+            axes[row][col].imshow(display_image(s[view], brighten=view == "dark"))
             axes[row][col].imshow(fg, cmap="jet", alpha=0.5, vmin=0, vmax=1)
             if row == 0:
                 axes[row][col].set_title(title, fontsize=8)
         axes[row][0].set_title("normal image" if row == 0 else "", fontsize=8)
         for ax in axes[row]:
             ax.set_xticks([]), ax.set_yticks([])
-    return _save(fig, out / "cams.png")
+    return save_figure(fig, out / "cams.png")
 
 
 def per_class_figure(summary: dict[str, dict], labels: dict[str, str], out: Path) -> Path:
@@ -224,7 +224,7 @@ def per_class_figure(summary: dict[str, dict], labels: dict[str, str], out: Path
     ax.set_xticks(x, classes, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("IoU (%)")
     ax.legend(fontsize=7)
-    return _save(fig, out / "per_class_iou.png")
+    return save_figure(fig, out / "per_class_iou.png")
 
 
 def _read_csv(path: Path, column: str) -> tuple[list[int], list[float]]:
@@ -245,7 +245,7 @@ def curves_figure(results: dict[str, list[RunResult]], labels: dict[str, str], o
     a.set(xlabel="iteration", ylabel="classification loss L_cls")
     b.set(xlabel="iteration", ylabel="val mIoU (%)")
     a.legend(fontsize=7)
-    return _save(fig, out / "curves.png")
+    return save_figure(fig, out / "curves.png")
 
 
 def _gaps(table: Table, summary: dict[str, dict]) -> dict[str, float]:
