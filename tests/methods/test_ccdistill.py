@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from darkseg.config import load_config
 from darkseg.engine.runner import build_method
 from darkseg.errors import CheckpointError, ConfigError
-from darkseg.methods.base import own_rng
+from darkseg.rng import own_rng
 from darkseg.models.factory import build_segmenter
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "ccdistill"

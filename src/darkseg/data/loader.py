@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import zlib
 from collections.abc import Iterator, Sequence
 from typing import Literal
@@ -11,17 +10,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from darkseg.errors import DataError
+from darkseg.rng import stream_seed
 
 ERROR_KEY = "_error"
 SKIPPED_KEY = "_skipped"
-
-
-def stream_seed(seed: int, *parts: int) -> int:
-    """A 63-bit seed derived from ``seed`` and integers, stable across processes and platforms."""
-    h = hashlib.blake2b(digest_size=8)
-    for v in (seed, *parts):
-        h.update(int(v).to_bytes(8, "little", signed=True))
-    return int.from_bytes(h.digest(), "little") >> 1
 
 
 class StreamSampler(Sampler[tuple[int, int]]):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -120,11 +118,3 @@ class Method:
     def checkpoint_nets(self) -> list[str]:
         return [n for n in self.nets if n not in self.external_nets]
 
-
-@contextlib.contextmanager
-def own_rng(seed: int, device: torch.device) -> Iterator[None]:
-    """Run a block on the torch RNG seeded with ``seed``, leaving the global RNG state as it was (training-only parts
-    draw from their own streams, so runs with and without them stay paired; seeds from ``data.loader.stream_seed``)."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        yield

@@ -23,16 +23,16 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from darkseg.data.loader import stream_seed
 from darkseg.data.registry import static_classes
 from darkseg.errors import ConfigError
 from darkseg.methods import correlation_losses as C
-from darkseg.methods.base import METHODS, DatasetInfo, Method, StepOutput, TrainDomain, own_rng
+from darkseg.methods.base import METHODS, DatasetInfo, Method, StepOutput, TrainDomain
 from darkseg.methods.static_loss import StaticLossConfig, class_weights, static_loss
 from darkseg.methods.supervised import segmentation_ce
 from darkseg.models.factory import build_segmenter
 from darkseg.models.ops.project_head import ProjectHead
 from darkseg.models.weights import load_into, read_weights
+from darkseg.rng import own_rng, stream_seed
 from darkseg.schema import StrictModel
 
 DOMAINS = ("sd", "sn", "td", "tn")
@@ -131,8 +131,7 @@ class CCDistillMethod(Method):
         self.nets["night"] = night
         self.nets["day"] = copy.deepcopy(night)
         if m.cdc.weight > 0 and m.cdc.project_head:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(stream_seed(cfg.seed, _HEAD_STREAM))
+            with own_rng(stream_seed(cfg.seed, _HEAD_STREAM)):
                 self.nets["head"] = ProjectHead(night.feature_channels[m.feature], m.cdc.embed_dim,
                                                  m.cdc.head_hidden, m.cdc.head_batch_norm)
         self.static_ids = self._static_ids(cfg)

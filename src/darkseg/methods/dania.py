@@ -26,6 +26,7 @@ from darkseg.methods.supervised import segmentation_ce
 from darkseg.models.factory import build_segmenter
 from darkseg.models.ops.discriminator import FCDiscriminator
 from darkseg.models.weights import load_into, read_weights
+from darkseg.rng import own_rng
 from darkseg.schema import StrictModel
 
 SOURCE_LABEL, TARGET_LABEL = 0.0, 1.0  # r and f of Eq. (14), (16), (17) (DANNet's values)
@@ -169,8 +170,7 @@ class DANIAMethod(Method):
                       hint="method.init must be a segmenter of the same model config (its exported "
                       "model_final.safetensors)")
         # Training-only parts: their own seed, the global RNG untouched (paired seeds, architecture.md).
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(torch.initial_seed() + 3)
+        with own_rng(torch.initial_seed() + 3):
             if m.day_domain:
                 self.nets["d_day"] = FCDiscriminator(info.num_classes, m.disc_channels)
             self.nets["d_night"] = FCDiscriminator(info.num_classes, m.disc_channels)

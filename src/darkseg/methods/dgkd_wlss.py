@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator
 
-from darkseg.data.loader import stream_seed
 from darkseg.distill import DistillLevelConfig, MultiLevelDistiller
 from darkseg.errors import ConfigError
 from darkseg.methods.base import METHODS, DatasetInfo, Method, StepOutput
@@ -36,6 +35,7 @@ from darkseg.methods.wsss_losses import clean_masks
 from darkseg.models.factory import ModelConfig, build_segmenter
 from darkseg.models.weights import load_into, read_weights
 from darkseg.precision import effective_amp
+from darkseg.rng import own_rng, stream_seed
 from darkseg.schema import AmpMode, StrictModel
 
 LEVELS = ("mask", "layer6", "layer3")
@@ -106,8 +106,7 @@ class DGKDMethod(Method):
         self.mcfg = m
         self.student = build_segmenter(cfg.model, info.num_classes, info.mean, info.std, load_pretrained=load_external)
         self.run_seed = cfg.seed
-        with torch.random.fork_rng(devices=[]):  # built from their own seed: the student's RNG stream is untouched
-            torch.manual_seed(stream_seed(cfg.seed, 1))
+        with own_rng(stream_seed(cfg.seed, 1)):  # built from their own seed: the student's RNG stream is untouched
             teacher_cfg = m.teacher.model or cfg.model.model_copy(update={"dgf2": None})
             self.teacher = build_segmenter(teacher_cfg, info.num_classes, info.mean, info.std, load_pretrained=False)
             channels_s = {"mask": info.num_classes, **self.student.feature_channels}

@@ -17,8 +17,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from darkseg.data.loader import stream_seed
-from darkseg.methods.base import DatasetInfo, StepOutput, own_rng
+from darkseg.methods.base import DatasetInfo, StepOutput
 from darkseg.methods.wsss_losses import PseudoLabelConfig, balanced_ce, clean_masks, pseudo_labels
 from darkseg.metrics import IGNORE_INDEX
 from darkseg.models.ops.domain_classifier import PixelDomainClassifier
@@ -26,6 +25,7 @@ from darkseg.models.ops.grl import dann_coefficient, reverse_gradient
 from darkseg.models.ops.pamr import PAMR
 from darkseg.models.ops.pcm import SEAM_EPS
 from darkseg.models.ops.stochastic_gate import StochasticGate
+from darkseg.rng import own_rng, stream_seed
 from darkseg.schema import StrictModel
 
 SOURCE, TARGET = 0, 1

@@ -18,6 +18,7 @@ from darkseg.models.segmenters import CAM, SSSS, DeepLabV1, DeepLabV2, PSPNet, R
 from darkseg.models.segmenters.asdt import ASDT
 from darkseg.models.segmenters.seam import SEAM
 from darkseg.models.weights import load_pretrained_backbone
+from darkseg.rng import own_rng
 from darkseg.schema import StrictModel
 
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
@@ -217,8 +218,7 @@ def build_segmenter(
     if isinstance(cfg, RelitConfig):
         segmenter = build_segmenter(cfg.segmenter, num_classes, mean, std, load_pretrained=load_pretrained)
         # Own seed, global RNG untouched: the segmenter initialises as it does without relighting (paired seeds).
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(torch.initial_seed() + 2)
+        with own_rng(torch.initial_seed() + 2):
             relight = RelightNet(cfg.relight.width, cfg.relight.blocks)
         return RelitSegmenter(relight, segmenter)  # type: ignore[return-value]
     backbone = build_backbone(cfg.backbone)
@@ -227,8 +227,7 @@ def build_segmenter(
         if cfg.dgf2 is not None:
             # DGF2 initialises from its own seed and leaves the global RNG untouched, so that a student with and
             # without DGF2 shares the head's initialisation and every later dropout/gate draw (paired seeds).
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(torch.initial_seed() + 1)
+            with own_rng(torch.initial_seed() + 1):
                 prior_net, fusions = build_dgf2(cfg.dgf2, {s: backbone.channels[s] for s in backbone.stage_names})
         head = cfg.model_dump(exclude={"name", "backbone", "dgf2"})
         model: Segmenter = SSSS(backbone, num_classes, mean, std, **head, prior_net=prior_net, fusions=fusions)
