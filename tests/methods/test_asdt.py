@@ -244,6 +244,20 @@ def test_alternative_student_follows_the_pwm_and_warmup_is_classification_only()
     assert late.metrics["seg_teacher_selected"] == 1.0
 
 
+def test_distill_weight_scales_the_segmentation_losses_only() -> None:
+    def losses(weight: float) -> dict:
+        torch.manual_seed(0)
+        method = build_method(load_config("configs/asdt/scenes_rrm.yaml", [*TINY, f"method.distill_weight={weight}"]))
+        data = batch()  # seeds the global RNG: the same dropout draws in both steps
+        return {k: v.item() for k, v in method.training_step("main", data, 0, {}).losses.items()}
+
+    full, quarter = losses(1.0), losses(0.25)
+    assert set(full) == set(quarter) == {"cls", "seg_teacher", "structure"}
+    assert quarter["cls"] == pytest.approx(full["cls"], rel=1e-6)
+    for key in ("seg_teacher", "structure"):
+        assert full[key] > 0 and quarter[key] == pytest.approx(0.25 * full[key], rel=1e-5)
+
+
 def test_labels_made_at_half_resolution_train_at_full_resolution() -> None:
     method = build_method(load_config("configs/asdt/scenes_asdt.yaml", [*TINY, "method.knowledge.scale=0.5"]))
     for iteration in (0, 125):  # B^ct only, then B^ct and B^st

@@ -38,6 +38,16 @@ def test_retrained_columns_read_the_pseudo_masks_of_their_source_run(paper, suit
                                                                            src.data.train_split)
 
 
+def test_asdt_two_stage_is_beside_its_single_stage_model_and_table_1_compares_the_retrained_ones():
+    ablations = PAPERS["asdt"].suites["scenes"].ablations
+    two_stage, retrained = ablations["two-stage"], ablations["retrained"]
+    assert [c.key for c in two_stage.columns] == ["asdt", "asdt_deeplabv2"] and two_stage.baseline == "asdt"
+    assert two_stage.columns[1].needs[0].column == "asdt"
+    assert [c.key for c in retrained.columns] == ["rrm_deeplabv2", "asdt_deeplabv2"]
+    assert retrained.baseline == "rrm_deeplabv2" and retrained.columns[0].needs[0].column == "rrm"
+    assert retrained.columns[1] is two_stage.columns[1]  # one column: its runs are shared by both tables
+
+
 def test_dgkd_two_stage_is_table_6_deeplabv2_on_the_dark_pseudo_masks_of_dgkd_dgf2(tmp_path):
     plan, cfgs = _configs("dgkd-wlss", "scenes", tmp_path)
     table = plan.suite.ablations["two-stage"]
@@ -95,3 +105,16 @@ def test_two_stage_on_a_suite_without_it_fails_in_one_line(capsys):
     assert main(["reproduce", "dgkd-wlss", "--suite", "lis", "--two-stage"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--two-stage" in err[0] and "scenes, voc" in err[0]
+
+
+def test_retrained_columns_name_the_pseudo_masks_absolutely_under_a_relative_out(tmp_path, monkeypatch):
+    """data.train_mask_dir is read under data.root: a relative --out must not become <root>/runs/..."""
+    configs = CONFIGS.absolute()
+    monkeypatch.chdir(tmp_path)
+    plan = Plan(PAPERS["asdt"].suites["scenes"], configs, Path("runs/suite"), (1,), quick=False)
+    column = plan.suite.columns()["asdt_deeplabv2"]
+    mask_dir = Path(plan.config(column, 1).data.train_mask_dir)
+    assert mask_dir.is_absolute() and mask_dir == tmp_path / "runs/suite/runs/asdt/seed1" / PSEUDO_DIR
+    weights = plan.config(plan.suite.columns()["asdt"], 1).output_dir  # other paths stay as given
+    assert not Path(weights).is_absolute()
+

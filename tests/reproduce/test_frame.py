@@ -121,3 +121,25 @@ def test_trust_note_names_the_interval_or_its_absence(tmp_path):
     assert "one seed (0)" in one and "null" in one and "Quick mode" in one
     five = " ".join(trust_note(Plan(suite, CONFIGS, tmp_path, (0, 1, 2, 3, 4), quick=False)))
     assert "5 seeds" in five and "t(0.975, 4) = 2.78" in five and "Quick mode" not in five
+
+
+def test_summary_reports_the_quality_of_exported_pseudo_masks(tmp_path):
+    from darkseg.reproduce.report import _pseudo_lines
+    from darkseg.reproduce.two_stage import PSEUDO_SCORE
+
+    table = PAPERS["dgkd-wlss"].suites["scenes"].main
+    runs = []
+    for seed, miou in ((0, 40.0), (1, 46.0)):
+        run_dir = tmp_path / f"s{seed}"
+        run_dir.mkdir()
+        (run_dir / PSEUDO_SCORE).write_text(json.dumps({"split": "train", "images": 3, "crf": False, "miou": miou}))
+        runs.append(RunResult("dgkd_dgf2", seed, run_dir, {"miou": 30.0, "pixacc": 50.0, "per_class_iou": {"bg": 1.0},
+                                                           "split": "test"}, 10, 0.5, "dark"))
+    summary = summarise({"dgkd_dgf2": runs, "baseline": _results("baseline", {0: 20.0, 1: 21.0})}, table)
+    quality = summary["dgkd_dgf2"]["pseudo_masks"]
+    assert quality["miou"] == pytest.approx(43.0) and quality["miou_per_seed"] == [40.0, 46.0]
+    assert quality["miou_std"] == pytest.approx(sps.tstd([40.0, 46.0])) and quality["split"] == "train"
+    assert "pseudo_masks" not in summary["baseline"]  # no export, no line
+    lines = _pseudo_lines([("+DGKD +DGF2", summary["dgkd_dgf2"]), ("baseline", summary["baseline"])])
+    assert any(line.startswith("- +DGKD +DGF2: 43.0 ± 4.2 (40.0 / 46.0), train split") for line in lines)
+    assert not any("baseline" in line for line in lines)

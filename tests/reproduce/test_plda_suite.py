@@ -9,7 +9,7 @@ from darkseg.reproduce import plda
 from darkseg.reproduce.papers import PAPERS
 from darkseg.reproduce.report import summarise
 from darkseg.reproduce.runner import Plan, RunResult
-from darkseg.reproduce.tables import Column, Table
+from darkseg.reproduce.tables import Column, Table, order_runs
 
 CONFIGS = Path("configs")
 KEYS = ["seam", "seam_plda", "ssss", "ssss_plda", "dark_seam", "dark_seam_plda", "dark_ssss", "dark_ssss_plda"]
@@ -22,7 +22,7 @@ def _configs(tmp_path: Path, quick: bool = False) -> tuple[Plan, dict]:
 
 def _without_plda(cfg) -> dict:
     dump = cfg.model_dump()
-    dump["method"].pop("plda")
+    dump["method"].pop("plda", None)
     for key in ("name", "output_dir"):
         dump.pop(key)
     return dump
@@ -58,16 +58,48 @@ def test_every_cam_table_is_scored_on_the_train_split_cam_seeds(tmp_path):
 def test_ablation_tables_compare_seam_variants_with_seam(tmp_path):
     plan, cfgs = _configs(tmp_path)
     suite = plan.suite
-    assert set(suite.ablations) == {"components", "alignment", "assign", "theta", "two-stage"}
+    assert set(suite.ablations) == {"components", "alignment", "assign", "theta", "cam-host", "two-stage"}
     for name, table in suite.ablations.items():
         if name == "two-stage":
             assert [c.key for c in table.columns] == ["seam_deeplabv1", "seam_plda_deeplabv1"]
+            continue
+        if name == "cam-host":  # test_cam_host_table_...
             continue
         keys = [c.key for c in table.columns]  # SEAM, the variants, the full method (the main table's runs)
         assert keys[0] == "seam" == table.baseline and keys[-1] == "seam_plda"
         assert table.columns[0] is suite.main.columns[0] and table.columns[-1] is suite.main.columns[1]
     assert {cfgs[f"theta_{t}"].method.plda.theta for t in ("0.4", "0.5", "0.7", "0.8")} == {0.4, 0.5, 0.7, 0.8}
     assert cfgs["dann"].method.plda.alignment == "global" and cfgs["simple_assign"].method.plda.assign == "simple"
+    assert [c.key for c in suite.ablations["alignment"].columns] == ["seam", "mmd", "dann", "mada", "seam_plda"]
+    assert [c.key for c in suite.ablations["assign"].columns] == ["seam", "simple_assign", "mask_oc", "seam_plda"]
+    assert (cfgs["mmd"].method.plda.alignment, cfgs["mada"].method.plda.alignment) == ("mmd", "mada")
+    for row in ("mmd", "mada", "mask_oc"):  # one change each against SEAM + PLDA
+        variant, full = cfgs[row].method.plda.model_dump(), cfgs["seam_plda"].method.plda.model_dump()
+        assert {k for k in full if variant[k] != full[k]} == ({"alignment"} if row != "mask_oc" else {"assign", "oc"})
+
+
+def test_mask_oc_reads_the_cam_run_of_the_same_seed(tmp_path):
+    plan, cfgs = _configs(tmp_path)
+    columns = plan.suite.columns()
+    oc = cfgs["mask_oc"].method.plda.oc
+    assert oc.weights == str(plan.run_dir(columns["cam"], 4) / "model_final.safetensors")
+    assert oc.model is None and oc.target_pseudo == "oc"  # the architecture comes from the CAM run's config.yaml
+    ordered = [c.key for c in order_runs(columns, ("mask_oc",))]
+    assert ordered == ["cam", "mask_oc"]  # the ordinary classifier trains first
+    assert cfgs["cam"].model.name == "cam" and cfgs["cam"].method.plda is None
+
+
+def test_cam_host_table_pairs_cam_plda_with_the_cam_baseline_on_seams_recipe(tmp_path):
+    plan, cfgs = _configs(tmp_path)
+    table = plan.suite.ablations["cam-host"]
+    assert [c.key for c in table.columns] == ["cam", "cam_plda"] and table.baseline == "cam"
+    assert {c.score for c in table.columns} == {plda.SCORE}
+    assert _without_plda(cfgs["cam_plda"]) == _without_plda(cfgs["cam"])  # paired runs
+    assert cfgs["cam_plda"].method.plda.model_dump() == cfgs["seam_plda"].method.plda.model_dump()
+    cam, seam = cfgs["cam"].model_dump(), cfgs["seam"].model_dump()
+    for section in ("seed", "data", "train", "eval"):  # SEAM's scenes recipe
+        assert cam[section] == seam[section], section
+    assert cam["model"]["backbone"] == seam["model"]["backbone"]
 
 
 def _runs(key: str, mious: dict[int, float]) -> list[RunResult]:

@@ -71,7 +71,7 @@ def write_predictions(cfg: Any, weights: Path | None, data: Any, split: str, out
     from darkseg.data.dark_zurich import write_submission
     from darkseg.data.registry import build_dataset
     from darkseg.data.transforms import EvalTransform
-    from darkseg.engine.inference import labels_from_probs, pair_labels, predict_probs, reweight_probs
+    from darkseg.engine.inference import final_labels, predict_probs, reweight_probs
     from darkseg.engine.runner import eval_data, input_view_of, load_deployed, setup_runtime
 
     device, _ = setup_runtime(cfg)
@@ -85,11 +85,8 @@ def write_predictions(cfg: Any, weights: Path | None, data: Any, split: str, out
         image = sample[view][None].to(device)
         probs = predict_probs(model, image, inference)
         confidence = reweight_probs(probs, inference)[0].max(0)[0]
-        if static_ids is not None:
-            labels = pair_labels(model, probs, sample["day"][None].to(device), sample["flow"][None].to(device),
-                                 inference, static_ids)[0]
-        else:
-            labels = labels_from_probs(probs, image, inference)[0]
+        day_pair = (sample["day"][None].to(device), sample["flow"][None].to(device)) if pair else None
+        labels = final_labels(model, probs, image, inference, day_pair, static_ids)[0]
         name = dataset.entries[index].image.name  # type: ignore[attr-defined]
         write_submission(out, name, labels.to(torch.uint8).cpu().numpy(), confidence.cpu().numpy())
     return out

@@ -1,5 +1,5 @@
-"""``darkseg data``: generate the built-in benchmarks (``scenes``, ``scenes_daynight``), check dataset trees and
-write ``cls_labels.npy`` from masks."""
+"""``darkseg data``: generate the built-in benchmarks (``scenes``, ``scenes_daynight``), convert COCO 2014 and
+COCO-Stuff 10K into VOC-layout trees, check dataset trees and write ``cls_labels.npy`` from masks."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 HELP = (
-    "generate the built-in benchmarks (scenes, scenes_daynight), check a dataset tree (check) or write "
-    "cls_labels.npy from masks (cls-labels)"
+    "generate the built-in benchmarks (scenes, scenes_daynight), convert COCO 2014 / COCO-Stuff 10K to VOC-layout "
+    "trees (coco, cocostuff10k), check a dataset tree (check) or write cls_labels.npy from masks (cls-labels)"
 )
 ORDER = 40
 
@@ -48,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="regenerate even over a cache made with other settings")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_daynight(sub)
+    _add_converters(sub)
     _add_check(sub)
     _add_cls_labels(sub)
 
@@ -70,6 +71,52 @@ def _add_daynight(sub: argparse._SubParsersAction) -> None:
                            help=f"{field.description or name} (default {field.default})")
     p.add_argument("--force", action="store_true", help="regenerate even over a cache made with other settings")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_converters(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "coco",
+        help="convert MS COCO 2014 (80 classes) into a VOC-layout tree read by data.dataset: coco",
+        description="Read ROOT/annotations/instances_{train,val}2014.json and ROOT/{train,val}2014/*.jpg; write OUT/"
+        "JPEGImages/ (relative symlinks to the originals), OUT/SegmentationClassAug/ (palette masks: classes 1..80 in "
+        "COCO category-id order, crowd regions 255, smaller instances on top) and OUT/ImageSets/Segmentation/"
+        "{train,val}.txt (images with at least one annotation). Inputs are never written; a rerun resumes.",
+    )
+    p.add_argument("root", metavar="ROOT", type=Path, help="COCO 2014 folder (annotations/, train2014/, val2014/)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (new, empty, or an earlier conversion)")
+    p.add_argument("--split", action="append", choices=["train", "val"], metavar="S",
+                   help="train or val; repeat for both (default both)")
+    p.add_argument("--keep-empty", action="store_true", help="also list images without any annotation")
+    p = sub.add_parser(
+        "cocostuff10k",
+        help="convert COCO-Stuff 10K v1.1 to its 21 VOC classes, a VOC-layout tree read by "
+        "data.dataset: cocostuff10k_voc",
+        description="Read ROOT/imageLists/{train,test}.txt, ROOT/images/<id>.jpg and ROOT/annotations/<id>.mat; write "
+        "OUT/JPEGImages/ (relative symlinks), OUT/SegmentationClassAug/ (things of the 20 VOC categories at their VOC "
+        "ids, other labelled categories 0, unlabeled 255) and the lists train (train.txt images with a VOC-class "
+        "pixel), train_all and test. Inputs are never written; a rerun resumes.",
+    )
+    p.add_argument("root", metavar="ROOT", type=Path, help="COCO-Stuff 10K v1.1 folder (images/, annotations/, "
+                   "imageLists/)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (new, empty, or an earlier conversion)")
+    for p in sub.choices["coco"], sub.choices["cocostuff10k"]:
+        p.add_argument("--workers", type=int, default=0, metavar="N", help="processes for the masks (default 0: this "
+                       "one)")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _run_converter(args: argparse.Namespace) -> int:
+    from darkseg.data import coco, cocostuff
+
+    start = time.perf_counter()
+    if args.dataset == "coco":
+        counts = coco.convert(args.root, args.out, tuple(dict.fromkeys(args.split or coco.SPLITS)), args.keep_empty,
+                              args.workers, not args.quiet)
+    else:
+        counts = cocostuff.convert(args.root, args.out, args.workers, not args.quiet)
+    print(f"wrote the {args.dataset} tree {args.out} in {time.perf_counter() - start:.1f} s: "
+          + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
 
 
 def _add_check(sub: argparse._SubParsersAction) -> None:
@@ -111,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_cls_labels(args)
     if args.dataset == "scenes_daynight":
         return _run_daynight(args)
+    if args.dataset in ("coco", "cocostuff10k"):
+        return _run_converter(args)
     from pydantic import ValidationError
 
     from darkseg.data.scenes import ScenesConfig, ensure_scenes, generate_scenes, read_meta

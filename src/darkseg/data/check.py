@@ -35,7 +35,7 @@ def config_for_root(name: str, root: Path) -> DataConfig:
 
 def _views(cfg: DataConfig, split: str) -> tuple[str, ...]:
     """Every view the split has, except derived ones (flows; image tags unless read from a tags file)."""
-    if cfg.dataset in ("voc", "scenes", "lis"):
+    if cfg.dataset in ("voc", "scenes", "lis", "coco", "cocostuff10k_voc"):
         extra = ("dark",) if cfg.dataset == "lis" or (Path(cfg.root) / cfg.dark_dir).is_dir() else ()
         return ("image", *extra, "mask")
     probe = build_dataset(cfg, split, ("image",))

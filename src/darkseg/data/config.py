@@ -22,8 +22,9 @@ class DataConfig(StrictModel):
     first use (``data.scenes`` holds its generator settings).
     """
 
-    dataset: str = Field("scenes", description="registered dataset: scenes, voc, lis, cityscapes, dark_zurich, "
-                         "acdc_night, nighttime_driving, bdd100k_night, nightcity, scenes_daynight, folder")
+    dataset: str = Field("scenes", description="registered dataset: scenes, voc, lis, coco, cocostuff10k_voc, "
+                         "cityscapes, dark_zurich, acdc_night, nighttime_driving, bdd100k_night, nightcity, "
+                         "scenes_daynight, folder")
     root: str = "data/scenes"
     train_split: str = "train"
     val_split: str = "val"
@@ -33,8 +34,8 @@ class DataConfig(StrictModel):
     depth_dir: str | None = "depth"
     mask_dir: str = "SegmentationClassAug"
     train_mask_dir: str | None = Field(
-        None, description="masks of the train split only, e.g. a `darkseg pseudo` folder (voc, scenes); "
-        "None = mask_dir"
+        None, description="masks of the train split only, e.g. a `darkseg pseudo` folder (voc, scenes, coco, "
+        "cocostuff10k_voc); None = mask_dir"
     )
     cls_labels: str | None = Field(None, description="optional cls_labels.npy-style image-label file")
     class_map: str | None = Field(None, description="e.g. voc8_to_lis: train on VOC images of the 8 LIS classes")

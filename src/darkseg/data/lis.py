@@ -1,13 +1,9 @@
-"""LIS reader (Chen et al., IJCV 2023): paired dark/normal images, COCO instance JSON rasterised to semantic masks.
-
-Overlap rule: crowd regions (``iscrowd=1``) are painted 255 first; then the instances are painted from the largest
-to the smallest area (ties in annotation order), so a smaller instance wins where instances overlap.
-"""
+"""LIS reader (Chen et al., IJCV 2023): paired dark/normal images, COCO instance JSON rasterised to semantic masks
+(``coco_json.rasterise``: crowd -> 255, smaller instances on top)."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from collections.abc import Sequence
@@ -15,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from darkseg.data.base import SegmentationDataset, Transform, check_same_size, labels_from_mask
+from darkseg.data.coco_json import RULE_VERSION, Instance, load_json, rasterise
 from darkseg.data.io import DEPTH_HINT, find_file, read_image, read_mask, write_palette_png
 from darkseg.errors import ConfigError, DataError
 
@@ -29,9 +25,6 @@ LIS_CATEGORY_IDS: dict[str, int] = {
     "bicycle": 1, "car": 2, "motorcycle": 3, "motorbike": 3, "bus": 4, "bottle": 5, "chair": 6,
     "diningtable": 7, "tv": 8, "tvmonitor": 8,
 }  # fmt: skip
-_RULE_VERSION = "crowd255-largest-first-v1"  # part of the cache key: change it when the rasterisation changes
-
-Instance = tuple[int, Any, bool]  # (darkseg class id, COCO segmentation, iscrowd)
 
 
 def _parse_number(file_name: str, path: Path) -> int:
@@ -43,12 +36,7 @@ def _parse_number(file_name: str, path: Path) -> int:
 
 def read_annotations(path: Path) -> dict[str, tuple[int, int, list[Instance]]]:
     """Map dark id -> (height, width, instances) from a COCO-style LIS annotation file."""
-    try:
-        coco = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: LIS annotation file not found; check data.root and the split") from None
-    except ValueError as err:
-        raise DataError(f"{path}: not a JSON file ({err}); replace it") from None
+    coco = load_json(path, "LIS annotation file not found; check data.root and the split")
     try:
         return _records(coco, path)
     except (KeyError, TypeError, ValueError, AttributeError) as err:
@@ -79,33 +67,6 @@ def _records(coco: dict, path: Path) -> dict[str, tuple[int, int, list[Instance]
         instances = records[by_image[ann["image_id"]]][2]
         instances.append((class_of[ann["category_id"]], ann["segmentation"], bool(ann.get("iscrowd", 0))))
     return records
-
-
-def rasterise(height: int, width: int, instances: list[Instance], source: str) -> np.ndarray:
-    """Semantic uint8 mask from COCO instances (polygons or RLE); crowd -> 255, smaller instances on top."""
-    rles = []
-    for class_id, segm, crowd in instances:
-        try:
-            if isinstance(segm, list):
-                polygons = [p for p in segm if len(p) >= 6]
-                if not polygons:
-                    continue
-                rle = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
-            elif isinstance(segm.get("counts"), list):
-                rle = mask_utils.frPyObjects(segm, height, width)
-            else:
-                rle = dict(segm, counts=segm["counts"].encode() if isinstance(segm["counts"], str) else segm["counts"])
-            area = int(mask_utils.area(rle))
-        except Exception as err:  # malformed polygon or RLE
-            raise DataError(f"{source}: invalid segmentation ({err}); fix the annotation") from None
-        rles.append((crowd, -area, len(rles), class_id, rle))
-    mask = np.zeros((height, width), np.uint8)
-    for crowd, _, _, class_id, rle in sorted(rles, key=lambda r: (not r[0], r[1], r[2])):
-        binary = mask_utils.decode(rle).astype(bool)
-        if binary.shape != mask.shape:
-            raise DataError(f"{source}: segmentation size {binary.shape} differs from the image; fix the annotation")
-        mask[binary] = 255 if crowd else class_id
-    return mask
 
 
 class LISDataset(SegmentationDataset):
@@ -148,7 +109,7 @@ class LISDataset(SegmentationDataset):
         self.cache: Path | None = None
         if cache_dir is not None:
             stat = self.annotation.stat()
-            key = f"{self.annotation.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{_RULE_VERSION}"
+            key = f"{self.annotation.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{RULE_VERSION}"
             self.cache = Path(cache_dir) / f"lis-{split}-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
 
     def load(self, index: int) -> dict:

@@ -11,6 +11,7 @@ import torch.distributed as dist
 from darkseg.data import night_sets, scenes_daynight
 from darkseg.data.base import SegmentationDataset, Transform
 from darkseg.data.cityscapes import CITYSCAPES_CLASSES, NUM_STATIC, cityscapes
+from darkseg.data.coco import COCO_CLASSES, check_converted
 from darkseg.data.config import DataConfig
 from darkseg.data.dark_zurich import dark_zurich
 from darkseg.data.folder import FolderDataset, read_spec
@@ -156,9 +157,26 @@ def _lis(cfg: DataConfig, split: str, views: Sequence[str], transform: Transform
     return LISDataset(cfg.root, split, views, transform, depth_dir=cfg.depth_dir)
 
 
+def _converted(classes: tuple[str, ...], command: str) -> Builder:
+    """A builder for a VOC-layout tree written by a ``darkseg data`` converter (coco, cocostuff10k)."""
+
+    def build(cfg: DataConfig, split: str, views: Sequence[str], transform: Transform | None) -> SegmentationDataset:
+        check_converted(Path(cfg.root), cfg.dataset, command)
+        return _check_train_masks(VOCDataset(
+            cfg.root, split, views, transform, image_dir=cfg.image_dir, dark_dir=cfg.dark_dir,
+            depth_dir=cfg.depth_dir or "depth", mask_dir=_mask_dir(cfg, split), class_names=classes,
+            cls_labels=Path(cfg.cls_labels) if cfg.cls_labels else None,
+        ), cfg, split, views)
+
+    return build
+
+
 DATASETS.register("voc")(DatasetSpec(_voc_classes, _voc))
 DATASETS.register("scenes")(DatasetSpec(lambda cfg: SCENES_CLASSES, _scenes))
 DATASETS.register("lis")(DatasetSpec(lambda cfg: LIS_CLASSES, _lis))
+DATASETS.register("coco")(DatasetSpec(lambda cfg: COCO_CLASSES, _converted(COCO_CLASSES, "darkseg data coco")))
+DATASETS.register("cocostuff10k_voc")(DatasetSpec(lambda cfg: VOC_CLASSES,
+                                                  _converted(VOC_CLASSES, "darkseg data cocostuff10k")))
 _CITY, _STATIC = (lambda cfg: CITYSCAPES_CLASSES), (lambda cfg: CITYSCAPES_CLASSES[:NUM_STATIC])
 DATASETS.register("cityscapes")(DatasetSpec(_CITY, _night(cityscapes, False), _STATIC))
 DATASETS.register("dark_zurich")(DatasetSpec(_CITY, _night(dark_zurich, True), _STATIC))

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from darkseg.data.loader import ERROR_KEY, CaptureErrors
 from darkseg.engine.config import InferenceConfig
 from darkseg.engine.distributed import DistEnv, all_reduce_sum
-from darkseg.engine.inference import labels_from_probs, pair_labels, predict_probs
+from darkseg.engine.inference import final_labels, predict_probs
 from darkseg.errors import DataError
 from darkseg.metrics import ConfusionMatrix, SegMetrics
 
@@ -83,12 +83,9 @@ def evaluate(
         depth = torch.stack([s["depth"] for s in group]).to(device) if need_depth else None
         labels = torch.stack([s["labels"] for s in group]).to(device) if cfg.class_filter == "gt" else None
         probs = predict_probs(model, images, cfg, depth=depth, labels=labels)
-        if cfg.day_pair.enabled:
-            day = torch.stack([s["day"] for s in group]).to(device)
-            flow = torch.stack([s["flow"] for s in group]).to(device)
-            pred = pair_labels(model, probs, day, flow, cfg, static_ids or [])
-        else:
-            pred = labels_from_probs(probs, images, cfg)
+        pair = tuple(torch.stack([s[k] for s in group]).to(device) for k in ("day", "flow")) \
+            if cfg.day_pair.enabled else None
+        pred = final_labels(model, probs, images, cfg, pair, static_ids)
         cm.update(pred.cpu(), torch.stack([s["mask"] for s in group]))
         if on_batch is not None:
             on_batch(group, probs, pred)

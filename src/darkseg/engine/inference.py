@@ -97,6 +97,18 @@ def pair_labels(model: nn.Module, night_probs: torch.Tensor, day: torch.Tensor, 
     return day_pair_labels(night_probs, day_probs, flow, static_ids, cfg.day_pair.fusion, weights)
 
 
+def final_labels(model: nn.Module, probs: torch.Tensor, images: torch.Tensor | None, cfg: InferenceConfig,
+                 pair: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 static_ids: list[int] | None = None) -> torch.Tensor:
+    """The label maps every evaluation path writes: from the day-night ``pair`` (day images, flow) when
+    ``cfg.day_pair`` is on (:func:`pair_labels`), else :func:`labels_from_probs`."""
+    if not cfg.day_pair.enabled:
+        return labels_from_probs(probs, images, cfg)
+    if pair is None or static_ids is None:
+        raise ValueError("day-night-pair inference needs the day images, the flow and the static class ids")
+    return pair_labels(model, probs, pair[0], pair[1], cfg, static_ids)
+
+
 def reweight_probs(probs: torch.Tensor, cfg: InferenceConfig) -> torch.Tensor:
     """Test-time class re-weighting (DANNet/DANIA): probabilities × w of Eq. (1)-(2) of DANIA, when configured."""
     if cfg.reweight is None:

@@ -66,6 +66,8 @@ class ASDTMethodConfig(StrictModel):
     structure: StructureLossConfig = StructureLossConfig()
     balanced_ce: bool = Field(True, description="RRM: mean CE over background pixels + mean CE over foreground")
     distill_start: int = Field(0, ge=0, description="iterations of classification only before distillation")
+    distill_weight: float = Field(1.0, gt=0, description="weight of the segmentation branches' losses (L_d, L_str) "
+                                  "against L_cls (paper: 1)")
 
     @model_validator(mode="after")
     def _main_scale(self) -> ASDTMethodConfig:
@@ -182,18 +184,19 @@ class ASDTMethod(Method):
         ]
         pending = self.workers.submit(jobs)
         all_logits = [logits for _, logits in branches]
+        weight = self.mcfg.distill_weight
         if not self.mcfg.structure.unlabelled_gate:  # L_str (Eq. 6-8) needs no labels: computed while the CRFs run
-            losses["structure"] = structure_loss(all_logits, image, self.mcfg.structure)
+            losses["structure"] = weight * structure_loss(all_logits, image, self.mcfg.structure)
         results = pending()
         b_ct = _labels([r[0] for r in results], size, image.device)
         targets = {"seg_teacher": b_ct, "student": b_ct if target is None else _labels([r[1] for r in results], size,
                                                                                           image.device)}
         if self.mcfg.structure.unlabelled_gate:
             unlabelled = [targets[name] == IGNORE for name, _ in branches]
-            losses["structure"] = structure_loss(all_logits, image, self.mcfg.structure, unlabelled)
+            losses["structure"] = weight * structure_loss(all_logits, image, self.mcfg.structure, unlabelled)
         for name, logits in branches:
             up = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
-            losses[name] = distillation_ce(up, targets[name], self.mcfg.balanced_ce)
+            losses[name] = weight * distillation_ce(up, targets[name], self.mcfg.balanced_ce)
         metrics = {
             "seg_teacher_selected": float(target is not None),
             "reliable_frac": (b_ct != IGNORE).float().mean(),

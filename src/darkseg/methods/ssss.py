@@ -93,7 +93,8 @@ class SSSSMethod(Method):
         self.model = build_segmenter(cfg.model, info.num_classes, info.mean, info.std, load_pretrained=load_external)
         self.nets["model"] = self.model
         self.losses = SSSSLosses(self.mcfg, cfg.train.iterations)
-        self.plda: PLDA | None = attach(self.mcfg.plda, self.model, info, cfg.train.iterations, cfg.seed, self.nets)
+        self.plda: PLDA | None = attach(self.mcfg.plda, self.model, info, cfg.train.iterations, cfg.seed, self.nets,
+                                          load_external=load_external)
 
     def train_views(self) -> tuple[str, ...]:
         views = (self.mcfg.input, "labels")

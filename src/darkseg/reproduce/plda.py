@@ -1,7 +1,8 @@
 """PLDA's tables as ``darkseg reproduce plda`` runs them on the built-in benchmark. Main table: SEAM and SSSS, each
 alone and + PLDA, on the normal and on the dark images; every + PLDA column is compared with its own host (same
-seed, same light). Ablations on SEAM (Tab. VI-VIII, Fig. 7(a)) against SEAM, and DeepLabV1 retrained on the pseudo
-masks of SEAM and SEAM + PLDA (``--two-stage``).
+seed, same light). Ablations on SEAM (Tab. VI-VIII, Fig. 7(a)) against SEAM (MaskAssign-OC's ordinary classifier is
+the plain CAM baseline's run of the same seed), PLDA on the plain CAM baseline (``cam-host``), and DeepLabV1
+retrained on the pseudo masks of SEAM and SEAM + PLDA (``--two-stage``).
 
 Score (every table but the two-stage one): the paper's, CAM mIoU on the train split (the CAM seeds, PLDA Tab. I/VI)
 at the background threshold that is best on that split's own sweep (engine/cam_sweep.py ``cam_score``). On the
@@ -14,7 +15,7 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from darkseg.reproduce.tables import Column, Figures, Paper, Suite, Table
+from darkseg.reproduce.tables import Column, Figures, Need, Paper, Suite, Table
 from darkseg.reproduce.two_stage import pseudo_mask_export, retrain
 
 if TYPE_CHECKING:
@@ -47,11 +48,14 @@ ABLATIONS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
         ("da_cps_source", "+ L_da + L_cps^s"),
         ("da_cps_target", "+ L_da + L_cps^t"),
     )),
-    "alignment": ("Tab. VII: domain alignment (pixel-level DANN vs class-conditional Eq. 5)", (
+    "alignment": ("Tab. VII: domain alignment (pixel-level MMD, DANN, MADA vs class-conditional Eq. 5)", (
+        ("mmd", "MMD (global)"),
         ("dann", "DANN (global, Eq. 2)"),
+        ("mada", "MADA (class-wise)"),
     )),
     "assign": ("Tab. VIII: domain assignment", (
         ("simple_assign", "SimpleAssign"),
+        ("mask_oc", "MaskAssign-OC"),
     )),
     "theta": ("Fig. 7(a): MaskAssign threshold θ (SEAM + PLDA: θ = 0.6)", (
         ("theta_0.4", "θ = 0.4"),
@@ -60,6 +64,12 @@ ABLATIONS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
         ("theta_0.8", "θ = 0.8"),
     )),
 }
+
+
+#: the plain CAM baseline: the host of the ``cam-host`` table and MaskAssign-OC's ordinary classifier
+CAM = Column("cam", "CAM", "plda/scenes_cam.yaml", score=SCORE)
+#: ablation rows that read another column's run of the same seed
+NEEDS = {"mask_oc": (Need("cam", "method.plda.oc.weights"),)}
 
 
 def main_columns() -> tuple[tuple[Column, ...], tuple[tuple[str, str], ...]]:
@@ -78,18 +88,21 @@ def main_columns() -> tuple[tuple[Column, ...], tuple[tuple[str, str], ...]]:
 
 
 def scenes_suite() -> Suite:
-    """The main table, the SEAM ablation tables (SEAM, the variants, SEAM + PLDA) and the two-stage table (DeepLabV1 on
-    SEAM's masks is the baseline of DeepLabV1 on SEAM + PLDA's)."""
+    """The main table, the SEAM ablation tables (SEAM, the variants, SEAM + PLDA), PLDA on the plain CAM baseline and
+    the two-stage table (DeepLabV1 on SEAM's masks is the baseline of DeepLabV1 on SEAM + PLDA's)."""
     columns, pairs = main_columns()
     by_key = {c.key: c for c in columns}
     seam, seam_plda = by_key["seam"], by_key["seam_plda"]
     main = Table("PLDA on SEAM and SSSS, normal light and dark: CAM train-split mIoU (Δ: each + PLDA column vs its "
                  "host alone)", columns, pairs=pairs, figures=Figures(cams=tuple(c.key for c in columns)))
     ablations = {
-        key: Table(title, (seam, *(Column(row, label, f"plda/ablations/scenes_plda_{row}.yaml", score=SCORE)
+        key: Table(title, (seam, *(Column(row, label, f"plda/ablations/scenes_plda_{row}.yaml",
+                                          needs=NEEDS.get(row, ()), score=SCORE)
                                    for row, label in rows), seam_plda), baseline="seam")
         for key, (title, rows) in ABLATIONS.items()
     }
+    ablations["cam-host"] = Table("PLDA on the plain CAM baseline: CAM train-split mIoU", (
+        CAM, Column("cam_plda", "CAM + PLDA", "plda/scenes_cam_plda.yaml", score=SCORE)), baseline="cam")
     ablations["two-stage"] = Table("Tab. III: DeepLabV1 retrained on the pseudo masks of SEAM and SEAM + PLDA", (
         retrain("seam_deeplabv1", "DeepLabV1 on SEAM masks", "segmenters/scenes_deeplabv1.yaml", "seam"),
         retrain("seam_plda_deeplabv1", "DeepLabV1 on SEAM + PLDA masks", "segmenters/scenes_deeplabv1.yaml",

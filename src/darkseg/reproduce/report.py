@@ -25,6 +25,7 @@ from darkseg.engine.runner import load_deployed  # noqa: E402
 from darkseg.reproduce.runner import Plan, RunResult  # noqa: E402
 from darkseg.reproduce.stats import mean_std, paired_difference, t_interval, t_quantile  # noqa: E402
 from darkseg.reproduce.tables import Paper, Table  # noqa: E402
+from darkseg.reproduce.two_stage import PSEUDO_SCORE  # noqa: E402
 
 
 def summarise(results: dict[str, list[RunResult]], table: Table) -> dict[str, dict]:
@@ -44,6 +45,7 @@ def summarise(results: dict[str, list[RunResult]], table: Table) -> dict[str, di
             "per_class_iou": per_class, "params": runs[0].params, "gmac": runs[0].gmac,
             "input_view": runs[0].input_view, "split": runs[0].metrics["split"],
         }
+        out[key].update(pseudo_mask_quality(runs))
     for key in table.compared():
         base = table.baseline_of(key)
         if key in out and base in out:
@@ -54,6 +56,28 @@ def summarise(results: dict[str, list[RunResult]], table: Table) -> dict[str, di
                 out[key]["gap_recovered"] = gap_recovered(out, table, key)
                 out[key]["gap_recovered_ci95"] = t_interval(_seed_gaps(out, table, key))
     return out
+
+
+def pseudo_mask_quality(runs: list[RunResult]) -> dict:
+    """mIoU of the pseudo masks a column exported for a two-stage column (``two_stage.PSEUDO_SCORE``: the single-stage
+    model's masks of its train split against that split's ground truth), mean ± std and per seed; {} when none."""
+    scores = [json.loads(p.read_text()) for p in (r.run_dir / PSEUDO_SCORE for r in runs) if p.is_file()]
+    if len(scores) != len(runs) or any(s.get("miou") is None for s in scores):
+        return {}
+    mean, std = mean_std([s["miou"] for s in scores])
+    return {"pseudo_masks": {"split": scores[0]["split"], "crf": scores[0]["crf"], "miou": mean, "miou_std": std,
+                             "miou_per_seed": [s["miou"] for s in scores]}}
+
+
+def _pseudo_lines(rows: list[tuple[str, dict]]) -> list[str]:
+    """One line per column whose pseudo masks a two-stage column trained on: their quality on the train split."""
+    lines = [f"- {label}: {q['miou']:.1f} ± {q['miou_std']:.1f} ("
+             + " / ".join(f"{v:.1f}" for v in q["miou_per_seed"]) + f"), {q['split']} split"
+             + (", dense CRF" if q["crf"] else "") for label, s in rows if (q := s.get("pseudo_masks"))]
+    if not lines:
+        return []
+    return ["Pseudo masks (mIoU against the ground truth of the split they were made for; the two-stage columns train "
+            "on them):", "", *lines, ""]
 
 
 def _seed_gaps(summary: dict[str, dict], table: Table, column: str) -> list[float]:
@@ -283,7 +307,8 @@ def write_report(
     md = [f"# {paper.title} reproduction: suite `{plan.suite.name}`{' (quick)' if plan.quick else ''}", "",
           f"Command: `{command}`  ", f"Date: {date}; seeds {', '.join(map(str, plan.seeds))}; "
           f"wall time {elapsed / 60:.1f} min.", "", *trust_note(plan), "",
-          f"## {table.title}", "", *_table([(labels[k], summary[k]) for k in summary]), ""]
+          f"## {table.title}", "", *_table([(labels[k], summary[k]) for k in summary]), "",
+          *_pseudo_lines([(labels[k], summary[k]) for k in summary])]
     if "gap_recovered" in gaps:
         extra = [f"{labels[k.removeprefix('gap_recovered_')]} alone: {v:.2f}" for k, v in gaps.items()
                  if k != "gap_recovered"] + ([table.gap_note] if table.gap_note else [])
@@ -298,7 +323,8 @@ def write_report(
            "Params/GMAC are the deployed network at the training crop size.", ""]
     for name, res in ablations.items():
         rows = summarise(res, plan.suite.ablations[name])
-        md += [f"## {plan.suite.ablations[name].title}", "", *_table([(labels.get(k, k), rows[k]) for k in rows]), ""]
+        named = [(labels.get(k, k), rows[k]) for k in rows]
+        md += [f"## {plan.suite.ablations[name].title}", "", *_table(named), "", *_pseudo_lines(named)]
     md += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures]
     (out / "report.md").write_text("\n".join(md) + "\n")
     return results

@@ -58,7 +58,9 @@ class Plan:
             raise ConfigError(f"{path}: config of reproduce run {column.key!r} not found; pass --configs DIR")
         columns = self.suite.columns()
         overrides = [f"seed={seed}", f"output_dir={self.run_dir(column, seed)}"]
-        overrides += [f"{n.override}={self.run_dir(columns[n.column], seed) / n.path}" for n in column.needs]
+        for need in column.needs:
+            needed = self.run_dir(columns[need.column], seed) / need.path
+            overrides.append(f"{need.override}={needed.absolute() if need.absolute else needed}")
         if self.quick:
             overrides += list(self.suite.quick)
         return load_config(path, overrides + self.overrides)

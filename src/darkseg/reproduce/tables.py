@@ -23,11 +23,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Need:
-    """A file of another column's run (same seed) that this column reads: ``override=<that run>/<path>``."""
+    """A file of another column's run (same seed) that this column reads: ``override=<that run>/<path>``;
+    ``absolute`` for a key read relative to something other than the working directory (``data.train_mask_dir`` is
+    read under ``data.root``), so a relative ``--out`` still names the run."""
 
     column: str
     override: str
     path: str = "model_final.safetensors"
+    absolute: bool = False
 
 
 @dataclass(frozen=True)

@@ -44,4 +44,4 @@ def pseudo_mask_export(crf: bool = False) -> Callable[[ExperimentConfig, Path], 
 def retrain(key: str, label: str, config: str, source: str) -> Column:
     """A segmenter column trained on the pseudo masks of column ``source`` (same seed); ``source`` must be declared
     with ``export=pseudo_mask_export(...)``."""
-    return Column(key, label, config, needs=(Need(source, "data.train_mask_dir", PSEUDO_DIR),))
+    return Column(key, label, config, needs=(Need(source, "data.train_mask_dir", PSEUDO_DIR, absolute=True),))

@@ -20,7 +20,10 @@ class CAM(Segmenter):
     ``cls`` = 1×1 classifier (no bias) on the globally average-pooled, Dropout2d'ed deepest tap. ``masks`` (B, C,
     h, w) at the backbone's output stride: channel 0 = the constant ``bg_score``, channels 1.. = ReLU(CAM) divided
     by its per-image spatial max (+1e-5), computed from the features without dropout. ``logits`` =
-    log(max(masks, 1e-5)), so argmax(logits) = argmax(masks). ``feats``: ``layer3`` (stride-4 tap), ``layer6``.
+    log(max(masks, 1e-5)), so argmax(logits) = argmax(masks). ``raw_cam`` (B, C, h, w): the CAM before ReLU and
+    normalisation (the classifier applied to the undropped features), channel 0 = 0 (the classifier has no background
+    output); a trainable score map with a constant background logit (PLDA's CPS, methods/plda.py). ``feats``:
+    ``layer3`` (stride-4 tap), ``layer6``.
     """
 
     def __init__(
@@ -45,7 +48,8 @@ class CAM(Segmenter):
         taps = self.backbone_taps(image, depth)
         feats = taps[self.backbone.out_tap]
         cls = self.classifier(self.dropout(feats).mean(dim=(2, 3), keepdim=True)).flatten(1)
-        cams = F.relu(F.conv2d(feats, self.classifier.weight))
+        raw = F.conv2d(feats, self.classifier.weight)
+        cams = F.relu(raw)
         cams = cams / (cams.amax(dim=(2, 3), keepdim=True) + CAM_EPS)
         bg = cams.new_full((cams.shape[0], 1, *cams.shape[2:]), self.bg_score)
         masks = torch.cat([bg, cams], dim=1)
@@ -54,5 +58,6 @@ class CAM(Segmenter):
             "cls": cls,
             "logits": logits,
             "masks": masks,
+            "raw_cam": torch.cat([torch.zeros_like(raw[:, :1]), raw], dim=1),
             "feats": {"layer3": taps[self.backbone.skip_tap], "layer6": feats},
         }
