@@ -191,7 +191,7 @@ def test_one_line_errors(tmp_path: Path):
 
 
 TINY = ["data.num_workers=0", "data.batch_size=2", "data.augment.crop_size=32", "data.augment.scale_mode=relative",
-        "data.augment.scale_range=[1.0,1.0]", "model.backbone.width=0.0625", "model.backbone.blocks=[1,1,1,1,1,1]",
+        "data.augment.scale_range=[1.0,1.0]", "model.backbone.width=0.0625", "model.backbone.pretrained=null", "model.backbone.blocks=[1,1,1,1,1,1]",
         "model.backbone.pretrained=null", "model.backbone.freeze_bn=false", "model.backbone.frozen_stages=[]",
         "train.iterations=1", "train.val_every=0", "train.ckpt_every=0", "train.progress=false", "train.threads=1",
         "eval.inference.batch_size=2"]

@@ -121,7 +121,7 @@ def test_one_line_errors(tmp_path: Path):
 COMMON = ["data.num_workers=0", "data.batch_size=2", "data.augment.crop_size=32", "model.backbone.pretrained=null",
           "model.backbone.freeze_bn=false", "train.iterations=1", "train.val_every=0", "train.ckpt_every=0",
           "train.progress=false", "train.threads=1", "eval.inference.batch_size=2"]
-ASDT = ["model.backbone.width=0.0625", "model.backbone.blocks=[1,1,1,1,1,1]", "model.backbone.frozen_stages=[]",
+ASDT = ["model.backbone.width=0.0625", "model.backbone.pretrained=null", "model.backbone.blocks=[1,1,1,1,1,1]", "model.backbone.frozen_stages=[]",
         "model.seg_channels=8", "method.distill_start=0", "method.cam_scales=[1.0,0.5]", "method.knowledge.workers=0"]
 CONFIGS = {
     "configs/asdt/cocostuff_asdt.yaml": ASDT,

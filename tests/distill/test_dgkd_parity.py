@@ -8,7 +8,7 @@ from darkseg import precision
 from darkseg.config import load_config
 from darkseg.engine.runner import build_method
 
-TINY = ["model.backbone.width=0.0625", "model.aspp_channels=8", "model.decoder_channels=8", "model.skip_channels=8",
+TINY = ["model.backbone.width=0.0625", "model.backbone.pretrained=null", "model.aspp_channels=8", "model.decoder_channels=8", "model.skip_channels=8",
         "data.augment.crop_size=48"]
 
 

@@ -21,7 +21,7 @@ def tiny(tiny_scenes) -> list[str]:
     """Overrides turning a scenes config into a seconds-long CPU run on the tiny benchmark."""
     return [f"data.root={tiny_scenes}", *(f"data.scenes.{k}={v}" for k, v in SCENES.items()),
             "data.augment.crop_size=48", "data.batch_size=4", "data.num_workers=0",
-            "model.backbone.width=0.0625", "model.aspp_channels=8", "model.decoder_channels=8",
+            "model.backbone.width=0.0625", "model.backbone.pretrained=null", "model.aspp_channels=8", "model.decoder_channels=8",
             "model.skip_channels=8", "train.iterations=3", "train.log_every=1", "train.val_every=2",
             "train.ckpt_every=2", "train.progress=false", "train.threads=1", "train.amp=off",
             "eval.inference.batch_size=4"]

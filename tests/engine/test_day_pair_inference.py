@@ -75,7 +75,7 @@ def trained(tmp_path_factory):
     common = [f"data.root={root}", *(f"data.scenes_daynight.{k}={v}" for k, v in TINY_KW.items()),
               "data.augment.crop_size=32", "data.batch_size=2", "data.num_workers=0", "train.progress=false",
               "train.threads=1", "train.val_every=0", "train.ckpt_every=0", "eval.inference.batch_size=2",
-              "model.backbone.width=0.0625", f"output_dir={tmp / 'run'}"]
+              "model.backbone.width=0.0625", "model.backbone.pretrained=null", f"output_dir={tmp / 'run'}"]
     assert main(["train", "configs/daynight/scenes_source_only_deeplabv2.yaml", *common, "train.iterations=2"]) == 0
     return root, common
 

@@ -13,6 +13,6 @@ def seam_scenes(tmp_path_factory) -> list[str]:
     root = tmp_path_factory.mktemp("scenes")
     generate_scenes(root, ScenesConfig(**SCENES), progress=False)
     return [f"data.root={root}", *(f"data.scenes.{k}={v}" for k, v in SCENES.items()),
-            "data.augment.crop_size=48", "data.batch_size=4", "data.num_workers=0", "model.backbone.width=0.0625",
+            "data.augment.crop_size=48", "data.batch_size=4", "data.num_workers=0", "model.backbone.width=0.0625", "model.backbone.pretrained=null",
             "train.iterations=2", "train.val_every=0", "train.ckpt_every=0", "train.progress=false",
             "train.threads=1", "train.amp=off", "eval.inference.batch_size=4"]

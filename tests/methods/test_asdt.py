@@ -210,7 +210,7 @@ def test_workers_give_the_inline_result() -> None:
 
 # -- training steps -------------------------------------------------------------------------------------------
 
-TINY = ["model.backbone.width=0.0625", "model.backbone.blocks=[1,1,1,1,1,1]", "model.seg_channels=8",
+TINY = ["model.backbone.width=0.0625", "model.backbone.pretrained=null", "model.backbone.blocks=[1,1,1,1,1,1]", "model.seg_channels=8",
         "method.distill_start=0", "method.cam_scales=[1.0,0.5]", "data.augment.crop_size=48"]
 
 

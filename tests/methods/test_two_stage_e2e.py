@@ -19,7 +19,7 @@ from darkseg.data.scenes import ScenesConfig, generate_scenes
 SCENES = dict(size=48, n_train=12, n_val=4, n_test=4, n_pairs_train=2, n_pairs_val=2, workers=1)
 TEACHER = "configs/dgkd_wlss/scenes_teacher.yaml"
 STUDENT = "configs/segmenters/scenes_pspnet.yaml"
-RUN = ["data.augment.crop_size=48", "data.batch_size=4", "data.num_workers=0", "model.backbone.width=0.0625",
+RUN = ["data.augment.crop_size=48", "data.batch_size=4", "data.num_workers=0", "model.backbone.width=0.0625", "model.backbone.pretrained=null",
        "train.iterations=2", "train.val_every=2", "train.ckpt_every=2", "train.progress=false", "train.threads=1",
        "train.amp=off", "eval.inference.batch_size=4"]
 

@@ -6,7 +6,7 @@ import torch
 from darkseg.config import load_config
 from darkseg.engine.runner import build_method, seed_everything
 
-TINY = ["model.backbone.width=0.0625", "model.aspp_channels=8", "model.decoder_channels=8", "model.skip_channels=8",
+TINY = ["model.backbone.width=0.0625", "model.backbone.pretrained=null", "model.aspp_channels=8", "model.decoder_channels=8", "model.skip_channels=8",
         "data.augment.crop_size=48", "train.amp=off"]
 ZERO_KD = [f"method.levels.{level}.{term}=0" for level in ("mask", "layer6", "layer3")
            for term in ("weight_diff", "weight_kd", "weight_ae")]

@@ -125,11 +125,12 @@ def check_run_dir(cfg: ExperimentConfig, resume: bool | Path, overwrite: bool) -
     return present if overwrite else []
 
 
-def _flatten(tree: object, prefix: str = "") -> dict[str, object]:
+def flatten_config(tree: object, prefix: str = "") -> dict[str, object]:
+    """A nested config dict as {"a.b.c": value} (empty sections kept as {})."""
     if isinstance(tree, dict):
         out: dict[str, object] = {}
         for k, v in tree.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten_config(v, f"{prefix}{k}."))
         return out if out or not prefix else {prefix[:-1]: {}}
     return {prefix[:-1]: tree}
 
@@ -141,7 +142,7 @@ def config_changes(saved: Path, cfg: ExperimentConfig) -> list[tuple[str, object
     except (yaml.YAMLError, ValidationError) as err:
         raise ConfigError(f"{saved}: cannot read the run's config ({type(err).__name__}); "
                           "resume needs it to check that the config is unchanged") from None
-    old, new = _flatten(old_cfg.model_dump(mode="json")), _flatten(cfg.model_dump(mode="json"))
+    old, new = flatten_config(old_cfg.model_dump(mode="json")), flatten_config(cfg.model_dump(mode="json"))
     safe = tuple(SAFE_ON_RESUME)
     return [(k, old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys())
             if old.get(k) != new.get(k) and not any(k == s or k.startswith(s + ".") for s in safe)]

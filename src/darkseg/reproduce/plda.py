@@ -15,6 +15,7 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from darkseg.reproduce.pretrained import ensure_pretrained_start
 from darkseg.reproduce.tables import Column, Figures, Need, Paper, Suite, Table
 from darkseg.reproduce.two_stage import pseudo_mask_export, retrain
 
@@ -109,7 +110,7 @@ def scenes_suite() -> Suite:
                 "seam_plda"),
     ), baseline="seam_deeplabv1")
     return Suite("scenes", main, ablations, default_seeds=(0, 1, 2, 3, 4), quick_seeds=(0, 1),
-                 quick=("train.iterations=80",))
+                 quick=("train.iterations=80",), prepare=ensure_pretrained_start)
 
 
 PAPER = Paper("plda", "PLDA (SEAM + PLDA, SSSS + PLDA)", {"scenes": scenes_suite()})
