@@ -13,7 +13,7 @@ from darkseg.errors import ConfigError
 from darkseg.models.factory import build_segmenter
 from darkseg.models.weights import read_weights
 
-CONFIG = "configs/pretrain/scenes_wideresnet38.yaml"
+CONFIG = "configs/pretrain/scenes_pretrain_wideresnet38.yaml"
 SEAM = "configs/plda/scenes_seam.yaml"
 PRETRAIN_SCENES = dict(size=48, n_train=16, n_val=4, n_test=1, n_pairs_train=0, n_pairs_val=0, workers=1)
 

@@ -2,7 +2,7 @@
 
 Every real WSSS pipeline starts from ImageNet weights; the ``scenes`` recipes cannot (nothing is downloaded, and an
 ImageNet WideResNet-38 does not fit a 96-pixel CPU benchmark), so they load a backbone pretrained here instead:
-``darkseg pretrain configs/pretrain/scenes_wideresnet38.yaml`` trains the plain CAM network (backbone + GAP + 1×1
+``darkseg pretrain configs/pretrain/scenes_pretrain_wideresnet38.yaml`` trains the plain CAM network (backbone + GAP + 1×1
 classifier, multi-label loss) on normal-light scenes drawn with their own generator seed, i.e. images disjoint from
 the benchmark's train/val/test splits, and writes the backbone alone to ``<output_dir>/backbone.safetensors``. The
 scenes recipes read that file through ``model.backbone.pretrained``, the path and LR multipliers the VOC recipes use
@@ -80,7 +80,7 @@ def ensure_backbone(cfg: ExperimentConfig, force: bool = False) -> Pretrained:
     """Train (or reuse, or resume) the pretraining run of ``cfg`` and export its backbone; see the module doc."""
     if cfg.method.name != "cam":
         raise ConfigError(f"method.name: backbone pretraining trains the plain CAM classifier ('cam'), not "
-                          f"{cfg.method.name!r}; start from configs/pretrain/scenes_wideresnet38.yaml")
+                          f"{cfg.method.name!r}; start from configs/pretrain/scenes_pretrain_wideresnet38.yaml")
     t0 = time.perf_counter()
     run_dir = cfg.run_dir()
     saved = run_dir / "config.yaml"

@@ -253,7 +253,7 @@ def load_pretrained_backbone(backbone: Backbone, path: str | Path, partial: bool
     if not Path(path).is_file():
         raise CheckpointError(
             f"{path}: pretrained weights file not found (model.backbone.pretrained); fix the path, make the file (the "
-            "scenes recipes' backbone: darkseg pretrain configs/pretrain/scenes_wideresnet38.yaml), or set "
+            "scenes recipes' backbone: darkseg pretrain configs/pretrain/scenes_pretrain_wideresnet38.yaml), or set "
             "model.backbone.pretrained=null to train from scratch"
         )
     raw = read_weights(path)

@@ -10,7 +10,7 @@ from darkseg.config import load_config
 from darkseg.engine.runner import SAFE_ON_RESUME
 from darkseg.reproduce.runner import Plan
 
-SCENES_PRETRAIN = "pretrain/scenes_wideresnet38.yaml"
+SCENES_PRETRAIN = "pretrain/scenes_pretrain_wideresnet38.yaml"
 
 
 def ensure_pretrained_start(plan: Plan, keys: tuple[str, ...], config: str = SCENES_PRETRAIN) -> None:
