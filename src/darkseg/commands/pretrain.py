@@ -13,8 +13,8 @@ ORDER = 12
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.epilog = (
-        "Trains the config (a 'cam' classification config, e.g. configs/pretrain/scenes_pretrain_wideresnet38.yaml) into its "
-        "output_dir and writes the backbone alone to <output_dir>/backbone.safetensors, the file the recipes' "
+        "Trains the config (a 'cam' classification config, e.g. configs/pretrain/scenes_pretrain_wideresnet38.yaml) "
+        "into its output_dir and writes the backbone alone to <output_dir>/backbone.safetensors, the file the recipes' "
         "model.backbone.pretrained names. A finished run with the same config and images is reused; an interrupted "
         "one is resumed. darkseg reproduce runs this step itself."
     )

@@ -2,8 +2,8 @@
 
 Every real WSSS pipeline starts from ImageNet weights; the ``scenes`` recipes cannot (nothing is downloaded, and an
 ImageNet WideResNet-38 does not fit a 96-pixel CPU benchmark), so they load a backbone pretrained here instead:
-``darkseg pretrain configs/pretrain/scenes_pretrain_wideresnet38.yaml`` trains the plain CAM network (backbone + GAP + 1×1
-classifier, multi-label loss) on normal-light scenes drawn with their own generator seed, i.e. images disjoint from
+``darkseg pretrain configs/pretrain/scenes_pretrain_wideresnet38.yaml`` trains the plain CAM network (backbone + GAP +
+1×1 classifier, multi-label loss) on normal-light scenes drawn with their own generator seed, i.e. images disjoint from
 the benchmark's train/val/test splits, and writes the backbone alone to ``<output_dir>/backbone.safetensors``. The
 scenes recipes read that file through ``model.backbone.pretrained``, the path and LR multipliers the VOC recipes use
 for ImageNet weights.
