@@ -27,7 +27,7 @@ import yaml
 
 from darkseg.config import ExperimentConfig
 from darkseg.engine.checkpoint import prefixed, save_weights
-from darkseg.engine.runner import SAFE_ON_RESUME, config_changes, flatten_config, train
+from darkseg.engine.runner import changes_weights, config_changes, flatten_config, train
 from darkseg.errors import ConfigError
 from darkseg.fileio import atomic_write_bytes
 from darkseg.models.weights import read_weights
@@ -63,7 +63,7 @@ def data_identity(cfg: ExperimentConfig) -> dict:
 def cache_key(saved_config: Path, data: dict) -> str:
     """sha256 of the run's saved config (minus keys that do not change the weights) and of its data identity."""
     flat = flatten_config(yaml.safe_load(saved_config.read_text()))
-    kept = {k: v for k, v in flat.items() if not any(k == s or k.startswith(s + ".") for s in SAFE_ON_RESUME)}
+    kept = {k: v for k, v in flat.items() if changes_weights(k)}
     blob = json.dumps({"config": kept, "data": data}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -90,9 +90,10 @@ def ensure_backbone(cfg: ExperimentConfig, force: bool = False) -> Pretrained:
         stored = json.loads(key_file.read_text()) if key_file.is_file() else None
         if not changed and stored is not None and out.is_file():
             # the images may have been regenerated since (another generator version): then the key differs
-            if stored.get("key") == cache_key(saved, data_identity(cfg)):
+            data = data_identity(cfg)
+            if stored.get("key") == cache_key(saved, data):
                 return Pretrained(out, stored["key"], False, time.perf_counter() - t0)
-            changed = [("data (scenes.json)", stored.get("data"), data_identity(cfg))]
+            changed = [("data (scenes.json)", stored.get("data"), data)]
         if changed:
             what, old, new = changed[0]
             if not force:

@@ -143,9 +143,13 @@ def config_changes(saved: Path, cfg: ExperimentConfig) -> list[tuple[str, object
         raise ConfigError(f"{saved}: cannot read the run's config ({type(err).__name__}); "
                           "resume needs it to check that the config is unchanged") from None
     old, new = flatten_config(old_cfg.model_dump(mode="json")), flatten_config(cfg.model_dump(mode="json"))
-    safe = tuple(SAFE_ON_RESUME)
     return [(k, old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys())
-            if old.get(k) != new.get(k) and not any(k == s or k.startswith(s + ".") for s in safe)]
+            if old.get(k) != new.get(k) and changes_weights(k)]
+
+
+def changes_weights(key: str) -> bool:
+    """Whether a flattened config key may change a run's weights (it is not one of ``SAFE_ON_RESUME``)."""
+    return not any(key == s or key.startswith(s + ".") for s in SAFE_ON_RESUME)
 
 
 def delete_run_files(files: list[Path]) -> None:
