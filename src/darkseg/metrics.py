@@ -57,9 +57,11 @@ class SegMetrics:
     pixacc: float
     mean_acc: float
     iou: dict[str, float]
+    inference: dict | None = None  # inference settings chosen on a validation split, when they were searched
 
     def to_dict(self) -> dict:
-        return {"miou": self.miou, "pixacc": self.pixacc, "mean_acc": self.mean_acc, "per_class_iou": self.iou}
+        out = {"miou": self.miou, "pixacc": self.pixacc, "mean_acc": self.mean_acc, "per_class_iou": self.iou}
+        return out if self.inference is None else {**out, "inference": self.inference}
 
     def table(self) -> str:
         """A plain-text per-class IoU table followed by the summary figures."""

@@ -52,12 +52,17 @@ def run(args: argparse.Namespace) -> int:
     if args.datasets:
         return _run_sets(args, cfg, split)
     metrics, masks = evaluate_split(cfg, args.weights, split, progress=not args.json)
-    result = json_safe({"split": split, "masks": masks, "class_filter": cfg.eval.inference.class_filter,
+    used = metrics.inference["class_filter"] if metrics.inference else cfg.eval.inference.class_filter
+    result = json_safe({"split": split, "masks": masks, "class_filter": used,
                         **metrics.to_dict()})
     if not is_main_process():  # under torchrun every rank computed the same metrics; rank 0 reports them
         return 0
     if not _write_json(args, result):
-        print(f"split {split}, masks {masks} (classes filtered by {cfg.eval.inference.class_filter})")
+        chosen = metrics.inference
+        how = cfg.eval.inference.class_filter if chosen is None else (
+            f"{chosen['class_filter']}, score cut {chosen['score_cut']}, background ** {chosen['bg_pow']:g}; chosen "
+            f"on the {chosen['selected_on']} split")
+        print(f"split {split}, masks {masks} (classes filtered by {how})")
         print(metrics.table())
     return 0
 

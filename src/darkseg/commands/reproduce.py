@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "reproduce a paper's tables (dgkd-wlss, plda, asdt, dania, ccdistill) on the built-in benchmark (CPU) or real datasets (GPU)"
+HELP = ("reproduce a paper's tables (dgkd-wlss, plda, asdt, dania, ccdistill) on the built-in benchmark (CPU) or real "
+        "datasets (GPU)")
 ORDER = 5
 
 
@@ -36,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", help="dataset root of the real-data suites (sets data.root)")
     parser.add_argument("--eval-data-root", help="evaluation dataset root of voc-lis (the LIS folder)")
     parser.add_argument("--split", help="evaluation split (default: each config's eval.split)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="train the seeds in this many processes at once, each with train.threads = CPUs / jobs "
+                             "(unless set); e.g. --jobs 2 on 2 cores. Per-seed numbers depend on the thread count")
+    parser.add_argument("--runs-only", action="store_true", help=argparse.SUPPRESS)  # a --jobs process: no report
 
 
 def _configs_dir(arg: Path | None) -> Path:
@@ -113,6 +118,13 @@ def run(args: argparse.Namespace) -> int:
             tables = [suite.main, *(suite.ablations[name] for name in dict.fromkeys(args.ablation))]
             suite.prepare(plan, tuple(dict.fromkeys(c.key for t in tables for c in t.columns)))
         barrier()
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs {args.jobs}: give a positive number of processes")
+    if args.jobs > 1 and len(seeds) > 1:
+        from darkseg.reproduce.jobs import run_jobs
+
+        args.out = out
+        run_jobs(args, seeds, args.jobs)  # then every run below is reused
     main = run_plan(plan, tuple(c.key for c in suite.main.columns))
     labels = {k: c.label for k, c in suite.columns().items()}
     ablations = {}
@@ -122,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
             table.check(plan, table)
         res = run_plan(plan, tuple(c.key for c in table.columns))
         ablations[name] = {c.key: res[c.key] for c in table.columns}
-    if not is_main_process():
+    if args.runs_only or not is_main_process():
         return 0
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     results = write_report(plan, paper, main, ablations, labels, command, date, time.perf_counter() - t0)

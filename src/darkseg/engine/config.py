@@ -83,9 +83,32 @@ class InferenceConfig(StrictModel):
         return self
 
 
+class InferenceSearchConfig(StrictModel):
+    """Inference thresholds chosen on a validation split before every evaluation of another split: each
+    combination of class filter (by predicted score at each ``score_cuts`` value, and none when ``no_filter``)
+    and background power is scored on ``split`` and the best mIoU (the first on ties) is used."""
+
+    split: str = "val"
+    score_cuts: list[float] = Field(default_factory=lambda: [0.05, 0.1, 0.2, 0.3, 0.5])
+    no_filter: bool = True
+    bg_pows: list[float] = Field(default_factory=lambda: [0.5, 1.0, 1.5, 2.0, 3.0, 4.0], min_length=1)
+
+    @model_validator(mode="after")
+    def _valid_grid(self) -> InferenceSearchConfig:
+        if any(not 0 <= c <= 1 for c in self.score_cuts):
+            raise ValueError("score_cuts must lie in [0, 1]")
+        if any(p <= 0 for p in self.bg_pows):
+            raise ValueError("bg_pows must be positive")
+        if not self.score_cuts and not self.no_filter:
+            raise ValueError("give score_cuts or set no_filter: true (nothing to search)")
+        return self
+
+
 class EvalConfig(StrictModel):
     """Evaluation settings: split, inference, and optionally another dataset (e.g. train on VOC, test on LIS)."""
 
     split: str = "val"
     inference: InferenceConfig = InferenceConfig()
+    inference_search: InferenceSearchConfig | None = Field(
+        None, description="choose class filter and background power on a validation split before evaluating")
     data: DataConfig | None = Field(None, description="dataset of `darkseg eval` if not the training one")

@@ -25,7 +25,7 @@ def uses_depth(model: nn.Module) -> bool:
     return bool(getattr(model, "uses_depth", False))
 
 
-def _same_size_groups(samples: Iterable[dict], max_batch: int) -> Iterator[list[dict]]:
+def same_size_groups(samples: Iterable[dict], max_batch: int) -> Iterator[list[dict]]:
     """Group consecutive samples of equal image size into batches of at most ``max_batch``."""
     group: list[dict] = []
     for s in samples:
@@ -78,7 +78,7 @@ def evaluate(
     samples = iterate_samples(dataset, env, num_workers, on_error)
     total = len(range(env.rank, len(dataset), env.world_size))  # type: ignore[arg-type]
     bar = tqdm(total=total, desc="eval", disable=not (progress and env.is_main), dynamic_ncols=True, mininterval=2)
-    for group in _same_size_groups(samples, cfg.batch_size):
+    for group in same_size_groups(samples, cfg.batch_size):
         images = torch.stack([s[input_view] for s in group]).to(device)
         depth = torch.stack([s["depth"] for s in group]).to(device) if need_depth else None
         labels = torch.stack([s["labels"] for s in group]).to(device) if cfg.class_filter == "gt" else None

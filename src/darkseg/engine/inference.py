@@ -37,18 +37,14 @@ def _pad_to(x: torch.Tensor, size: tuple[int, int], value: torch.Tensor | float)
 
 
 @torch.no_grad()
-def predict_probs(
-    model: nn.Module,
-    image: torch.Tensor,
-    cfg: InferenceConfig,
-    depth: torch.Tensor | None = None,
-    labels: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Class probabilities (B, C, H, W) of a batch of same-size images in [0, 1], merged over scales and flips.
+def merged_masks(
+    model: nn.Module, image: torch.Tensor, cfg: InferenceConfig, depth: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Masks (B, C, H, W) of a batch of same-size images in [0, 1] averaged over scales and flips, and the class
+    scores sigmoid(cls) (B, C - 1) maxed over the versions (None when the model has no classifier).
 
     Steps (ssss.md §5): every version padded to a common size with the mean colour and run as one batch;
-    masks resized back and unflipped; foreground channels of absent classes zeroed (by predicted score > cut,
-    or by the ground-truth image labels); average over versions; background ** bg_pow.
+    masks resized back and unflipped; average over versions.
     """
     b, _, h, w = image.shape
     versions = _versions(image, cfg.scales, cfg.flip, "bicubic")
@@ -63,24 +59,48 @@ def predict_probs(
     masks = F.interpolate(out["masks"].float(), size=(ph, pw), mode="bilinear", align_corners=False)
     num_versions = len(versions)
     masks = masks.view(num_versions, b, *masks.shape[1:])
+    scores = torch.sigmoid(out["cls"].float()).view(num_versions, b, -1).amax(0) if "cls" in out else None
+    merged = torch.zeros(b, masks.shape[2], h, w, dtype=masks.dtype, device=masks.device)
+    for i, (v, flipped) in enumerate(versions):
+        m = masks[i][..., : v.shape[-2], : v.shape[-1]]
+        m = F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)
+        merged += m.flip(-1) if flipped else m
+    return merged / num_versions, scores
+
+
+def filter_classes(masks: torch.Tensor, scores: torch.Tensor | None, cfg: InferenceConfig,
+                   labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Foreground channels of absent classes zeroed (predicted score > ``score_cut``, or the ground-truth image
+    labels), then background ** ``bg_pow`` (ssss.md §5)."""
+    b = masks.shape[0]
     if cfg.class_filter == "pred":
-        scores = torch.sigmoid(out["cls"].float()).view(num_versions, b, -1).amax(0)
+        if scores is None:
+            raise ValueError("class_filter='pred' needs a model with class scores; use class_filter=none")
         present = (scores > cfg.score_cut).to(masks.dtype)
     elif cfg.class_filter == "gt":
         if labels is None:
             raise ValueError("class_filter='gt' needs the image labels")
         present = labels.to(masks.dtype)
     else:
-        present = torch.ones(b, masks.shape[2] - 1, dtype=masks.dtype, device=masks.device)
+        present = torch.ones(b, masks.shape[1] - 1, dtype=masks.dtype, device=masks.device)
     keep = torch.cat([torch.ones_like(present[:, :1]), present], dim=1).view(b, -1, 1, 1)
-    merged = torch.zeros(b, masks.shape[2], h, w, dtype=masks.dtype, device=masks.device)
-    for i, (v, flipped) in enumerate(versions):
-        m = masks[i][..., : v.shape[-2], : v.shape[-1]]
-        m = F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)
-        merged += (m.flip(-1) if flipped else m) * keep
-    merged /= num_versions
-    merged[:, 0] = merged[:, 0].clamp_min(0) ** cfg.bg_pow
-    return merged
+    probs = masks * keep
+    probs[:, 0] = probs[:, 0].clamp_min(0) ** cfg.bg_pow
+    return probs
+
+
+@torch.no_grad()
+def predict_probs(
+    model: nn.Module,
+    image: torch.Tensor,
+    cfg: InferenceConfig,
+    depth: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Class probabilities (B, C, H, W) of a batch of same-size images in [0, 1]: :func:`merged_masks` over scales
+    and flips, then :func:`filter_classes` (absent classes zeroed, background ** bg_pow)."""
+    masks, scores = merged_masks(model, image, cfg, depth)
+    return filter_classes(masks, scores, cfg, labels)
 
 
 def pair_labels(model: nn.Module, night_probs: torch.Tensor, day: torch.Tensor, flow: torch.Tensor,

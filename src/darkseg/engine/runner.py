@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -280,7 +281,29 @@ def evaluate_split(
     dataset = build_dataset(data, split, eval_views(model, input_view_of(cfg), cfg.eval.inference), EvalTransform())
     warn_if_off_training_scale(cfg, dataset)
     masks = getattr(dataset, "mask_source", f"{data.dataset} annotations under {data.root}")
-    metrics = evaluate(model, dataset, input_view_of(cfg), cfg.eval.inference, device, env,
+    inference, chosen = cfg.eval.inference, None
+    search = cfg.eval.inference_search
+    if search is not None:
+        from darkseg.engine.inference_search import describe, search_inference
+
+        if search.split == cfg.data.test_split:
+            raise ConfigError(f"eval.inference_search.split: {search.split} is the test split; thresholds are "
+                              "chosen on a validation split (e.g. val)")
+
+        search_set = build_dataset(data, search.split, eval_views(model, input_view_of(cfg), inference),
+                                   EvalTransform())
+        inference, scored = search_inference(model, search_set, input_view_of(cfg), inference, search, device, env,
+                                             cfg.data.num_workers, cfg.data.on_error)
+        chosen = describe(inference, search.split, max(m for _, m in scored))
+        log.info("eval: %s chosen on the %s split (mIoU %.2f there)", _setting(inference), search.split,
+                 chosen["selection_miou"])
+    metrics = evaluate(model, dataset, input_view_of(cfg), inference, device, env,
                        num_workers=cfg.data.num_workers, on_error=cfg.data.on_error, progress=progress,
                        static_ids=static_ids)
-    return metrics, masks
+    return (metrics if chosen is None else dataclasses.replace(metrics, inference=chosen)), masks
+
+
+def _setting(inference: InferenceConfig) -> str:
+    """A chosen class filter and background power in words."""
+    cut = f"score > {inference.score_cut:g}" if inference.class_filter == "pred" else inference.class_filter
+    return f"class filter {cut}, background ** {inference.bg_pow:g}"

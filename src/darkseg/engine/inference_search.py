@@ -1,0 +1,75 @@
+"""Inference thresholds (class filter, background power) chosen on a validation split, never on the test split."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from darkseg.engine.config import InferenceConfig, InferenceSearchConfig
+from darkseg.engine.distributed import DistEnv, all_reduce_sum
+from darkseg.engine.evaluator import same_size_groups, iterate_samples, uses_depth
+from darkseg.engine.inference import filter_classes, labels_from_probs, merged_masks
+from darkseg.errors import ConfigError
+from darkseg.metrics import ConfusionMatrix
+
+
+def candidates(base: InferenceConfig, search: InferenceSearchConfig) -> list[InferenceConfig]:
+    """Every (class filter, background power) setting of the search grid, the rest of ``base`` kept; a ``base``
+    that filters by the ground-truth image labels keeps that filter and only the background power is searched."""
+    if base.class_filter == "gt":
+        filters = [("gt", base.score_cut)]
+    else:
+        filters = [("pred", c) for c in search.score_cuts] + ([("none", base.score_cut)] if search.no_filter else [])
+    return [base.model_copy(update={"class_filter": f, "score_cut": cut, "bg_pow": p})
+            for f, cut in filters for p in search.bg_pows]
+
+
+@torch.no_grad()
+def search_inference(
+    model: nn.Module,
+    dataset: Dataset,
+    input_view: str,
+    base: InferenceConfig,
+    search: InferenceSearchConfig,
+    device: torch.device,
+    env: DistEnv = DistEnv(),
+    num_workers: int = 0,
+    on_error: str = "raise",
+) -> tuple[InferenceConfig, list[tuple[InferenceConfig, float]]]:
+    """The grid setting with the best mIoU on ``dataset`` (the first on ties) and every setting's mIoU.
+
+    The network runs once per batch (:func:`merged_masks`); only the class filter and the background power
+    (:func:`filter_classes`) are applied per setting, so the search costs one evaluation plus an argmax per setting.
+    """
+    if base.day_pair.enabled:
+        raise ConfigError("eval.inference_search cannot be combined with eval.inference.day_pair")
+    grid = candidates(base, search)
+    model.eval()
+    class_names = tuple(dataset.class_names)  # type: ignore[attr-defined]
+    matrices = [ConfusionMatrix(len(class_names)) for _ in grid]
+    need_depth = uses_depth(model)
+    for group in same_size_groups(iterate_samples(dataset, env, num_workers, on_error), base.batch_size):
+        images = torch.stack([s[input_view] for s in group]).to(device)
+        depth = torch.stack([s["depth"] for s in group]).to(device) if need_depth else None
+        target = torch.stack([s["mask"] for s in group])
+        masks, scores = merged_masks(model, images, base, depth)
+        if scores is None and any(c.class_filter == "pred" for c in grid):
+            raise ConfigError("eval.inference_search.score_cuts: this model has no class scores; set "
+                              "score_cuts: [] and no_filter: true")
+        labels = torch.stack([s["labels"] for s in group]).to(device) if base.class_filter == "gt" else None
+        for cand, cm in zip(grid, matrices):
+            cm.update(labels_from_probs(filter_classes(masks, scores, cand, labels), images, cand).cpu(), target)
+    scored = []
+    for cand, cm in zip(grid, matrices):
+        all_reduce_sum(cm.mat)
+        scored.append((cand, cm.compute(class_names).miou))
+    best = max(scored, key=lambda cs: cs[1])  # max keeps the first of equal values
+    return best[0], scored
+
+
+def describe(chosen: InferenceConfig, split: str, miou: float) -> dict:
+    """The record of a chosen setting that evaluation results carry."""
+    return {"selected_on": split, "class_filter": chosen.class_filter,
+            "score_cut": chosen.score_cut if chosen.class_filter == "pred" else None,
+            "bg_pow": chosen.bg_pow, "selection_miou": miou}

@@ -1,0 +1,34 @@
+"""`darkseg reproduce --jobs 2`: seeds trained in two processes give the one-process results, run for run."""
+
+import argparse
+import json
+
+from darkseg.cli import main
+from darkseg.reproduce.jobs import child_argv, seed_shares
+
+
+def test_seeds_are_dealt_round_robin_without_empty_shares():
+    assert seed_shares((0, 1, 2, 3, 4), 2) == [(0, 2, 4), (1, 3)]
+    assert seed_shares((0, 1), 4) == [(0,), (1,)]
+
+
+def test_a_job_repeats_the_users_arguments_for_its_seeds():
+    args = argparse.Namespace(paper="plda", overrides=["a=1"], suite="scenes", out="o", configs=None, data_root="d",
+                              eval_data_root=None, split=None, ablation=["table-6", "table-6"], quick=True)
+    assert child_argv(args, (1, 3), ["train.threads=1"]) == [
+        "reproduce", "plda", "a=1", "train.threads=1", "--suite", "scenes", "--out", "o", "--seeds", "1,3",
+        "--runs-only", "--data-root", "d", "--ablation", "table-6", "--quick"]
+
+
+def test_two_processes_reproduce_the_one_process_suite(tmp_path, tiny, capsys):
+    common = ["dgkd-wlss", "--suite", "scenes", "--quick", "--seeds", "0,1", *tiny, "train.iterations=2",
+              "train.val_every=0"]
+    assert main(["reproduce", *common, "--out", str(tmp_path / "one")]) == 0
+    assert main(["reproduce", *common, "--out", str(tmp_path / "two"), "--jobs", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "in 2 processes" in printed
+    assert sorted(p.name for p in (tmp_path / "two" / "jobs").iterdir()) == ["seeds-0.log", "seeds-1.log"]
+    one, two = (json.loads((tmp_path / d / "results.json").read_text())["columns"] for d in ("one", "two"))
+    assert set(one) == set(two) == {"teacher", "baseline", "dgkd", "dgkd_dgf2"}
+    for key in one:  # train.threads=1 in both: every run is bit-identical
+        assert two[key]["miou_per_seed"] == one[key]["miou_per_seed"], key
