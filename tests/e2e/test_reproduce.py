@@ -31,6 +31,10 @@ def test_reproduce_quick_writes_results_and_reuses_runs(tmp_path, tiny, capsys):
             assert "diff_vs_baseline" not in col
     report = (out / "report.md").read_text()
     assert "one seed (0)" in report and "1 seed: no interval" in report and "Quick mode" in report
+    # the scenes recipes choose their inference thresholds on val: every run records its choice, the report lists it
+    for col in results["columns"].values():
+        assert [c["selected_on"] for c in col["inference_per_seed"]] == ["val"]
+    assert "Inference thresholds chosen on the val split" in report
     for f in ("report.md", "per_class_iou.png", "qualitative.png", "cams.png", "curves.png"):
         assert (out / f).is_file(), f
     capsys.readouterr()

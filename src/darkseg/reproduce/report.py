@@ -45,6 +45,8 @@ def summarise(results: dict[str, list[RunResult]], table: Table) -> dict[str, di
             "per_class_iou": per_class, "params": runs[0].params, "gmac": runs[0].gmac,
             "input_view": runs[0].input_view, "split": runs[0].metrics["split"],
         }
+        if any("inference" in r.metrics for r in runs):  # thresholds chosen on a validation split per run
+            out[key]["inference_per_seed"] = [r.metrics.get("inference") for r in runs]
         out[key].update(pseudo_mask_quality(runs))
     for key in table.compared():
         base = table.baseline_of(key)
@@ -137,10 +139,31 @@ def trust_note(plan: Plan) -> list[str]:
                  "initialisation of every layer the baseline has); their 95% interval is mean ± t(0.975, n − 1)·sd/√n with "
                  f"t(0.975, {n - 1}) = {t_quantile(0.975, n - 1):.2f}. An interval that contains 0 means the column "
                  "is not distinguishable from the baseline with these seeds."]
-    if plan.quick:
+    if plan.quick and plan.suite.quick:
         lines += ["", "Quick mode: shortened schedules (overrides " + ", ".join(f"`{o}`" for o in plan.suite.quick)
                   + "), so the numbers are not the full suite's and its ordering of close columns is not evidence."]
+    elif plan.quick:
+        lines += ["", "Quick mode: the full suite's recipe on fewer seeds (the full suite reuses these runs with the "
+                  "same --out), so each run is one of the full suite's, but with this few seeds the intervals are "
+                  "wide and the ordering of close columns is not evidence."]
     return lines
+
+
+def _inference_lines(rows: list[tuple[str, dict]]) -> list[str]:
+    """Per column, the class filter and background power each run's evaluation chose on the validation split."""
+    def setting(c: dict | None) -> str:
+        if c is None:
+            return "configured"
+        return (f"score > {c['score_cut']:g}" if c["class_filter"] == "pred" else c["class_filter"]) + \
+            f", bg^{c['bg_pow']:g}"
+
+    chosen = [(label, s) for label, s in rows if "inference_per_seed" in s]
+    if not chosen:
+        return []
+    split = next(c["selected_on"] for _, s in chosen for c in s["inference_per_seed"] if c)
+    return [f"Inference thresholds chosen on the {split} split, per seed (class filter, background power): "
+            + "; ".join(f"{label}: " + " / ".join(setting(c) for c in s["inference_per_seed"]) for label, s in chosen)
+            + ".", ""]
 
 
 def save_figure(fig: plt.Figure, path: Path) -> Path:
@@ -308,7 +331,8 @@ def write_report(
           f"Command: `{command}`  ", f"Date: {date}; seeds {', '.join(map(str, plan.seeds))}; "
           f"wall time {elapsed / 60:.1f} min.", "", *trust_note(plan), "",
           f"## {table.title}", "", *_table([(labels[k], summary[k]) for k in summary]), "",
-          *_pseudo_lines([(labels[k], summary[k]) for k in summary])]
+          *_pseudo_lines([(labels[k], summary[k]) for k in summary]),
+          *_inference_lines([(labels[k], summary[k]) for k in summary])]
     if "gap_recovered" in gaps:
         extra = [f"{labels[k.removeprefix('gap_recovered_')]} alone: {v:.2f}" for k, v in gaps.items()
                  if k != "gap_recovered"] + ([table.gap_note] if table.gap_note else [])
