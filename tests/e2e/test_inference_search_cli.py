@@ -27,3 +27,6 @@ def test_eval_chooses_on_val_and_refuses_the_test_split(tmp_path, tiny, capsys):
     assert json.loads(capsys.readouterr().out)["miou"] == pytest.approx(result["miou"], abs=1e-9)
     assert main(["eval", TEACHER, *run, *grid, "eval.inference_search.split=test", "--split", "test"]) != 0
     assert "is the test split" in capsys.readouterr().err
+    # several test sets at once do not run the search: refused with one line rather than silently skipped
+    assert main(["eval", TEACHER, *run, "--datasets", "dark_zurich_val"]) == 1
+    assert "does not choose thresholds" in capsys.readouterr().err

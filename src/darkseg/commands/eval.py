@@ -82,6 +82,11 @@ def _run_sets(args: argparse.Namespace, cfg, split: str) -> int:  # noqa: ANN001
     from darkseg.engine.distributed import is_main_process
     from darkseg.metrics import SegMetrics
 
+    if cfg.eval.inference_search is not None:
+        from darkseg.errors import ConfigError
+
+        raise ConfigError("eval --datasets does not choose thresholds on a validation split "
+                          "(eval.inference_search); evaluate one --split at a time, or set eval.inference_search=null")
     tokens = [t.strip() for t in args.datasets.split(",") if t.strip()]
     results = evaluate_sets(cfg, args.weights, tokens, split, args.predictions, progress=not args.json)
     result = json_safe({"split": split, "datasets": results})
