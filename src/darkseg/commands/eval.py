@@ -60,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
     if not _write_json(args, result):
         chosen = metrics.inference
         how = cfg.eval.inference.class_filter if chosen is None else (
-            f"{chosen['class_filter']}, score cut {chosen['score_cut']}, background ** {chosen['bg_pow']:g}; chosen "
-            f"on the {chosen['selected_on']} split")
+            (f"score > {chosen['score_cut']:g}" if chosen["class_filter"] == "pred" else chosen["class_filter"])
+            + f", background ** {chosen['bg_pow']:g}; chosen on the {chosen['selected_on']} split")
         print(f"split {split}, masks {masks} (classes filtered by {how})")
         print(metrics.table())
     return 0

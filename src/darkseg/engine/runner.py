@@ -286,10 +286,9 @@ def evaluate_split(
     if search is not None:
         from darkseg.engine.inference_search import describe, search_inference
 
-        if search.split == cfg.data.test_split:
+        if search.split == data.test_split:
             raise ConfigError(f"eval.inference_search.split: {search.split} is the test split; thresholds are "
                               "chosen on a validation split (e.g. val)")
-
         search_set = build_dataset(data, search.split, eval_views(model, input_view_of(cfg), inference),
                                    EvalTransform())
         inference, scored = search_inference(model, search_set, input_view_of(cfg), inference, search, device, env,
