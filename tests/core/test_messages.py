@@ -51,7 +51,7 @@ def test_missing_imagenet_weights_say_how_to_train_from_scratch(tmp_path, capsys
 def test_missing_teacher_weights_name_the_teacher_key(tmp_path, capsys):
     missing = tmp_path / "teacher.safetensors"
     args = ["train", "configs/dgkd_wlss/scenes_dgkd.yaml", f"output_dir={tmp_path / 'run'}",
-            f"method.teacher.weights={missing}", *TINY_MODEL]
+            f"method.teacher.weights={missing}", "model.backbone.pretrained=null", *TINY_MODEL]
     assert main(args) == 1
     err = capsys.readouterr().err
     assert f"{missing}: weights file not found; check method.teacher.weights" in err

@@ -20,7 +20,8 @@ def test_eval_json_under_torchrun_is_one_report_counting_every_sample_once(tmp_p
     from darkseg.cli import main
 
     run = tmp_path / "run"
-    common = [*tiny, f"output_dir={run}", "train.device=cpu"]
+    # the configured inference, as in-training validation uses it (no threshold search on val)
+    common = [*tiny, f"output_dir={run}", "train.device=cpu", "eval.inference_search=null"]
     assert main(["train", TEACHER, *common, "train.iterations=2", "train.val_every=0"]) == 0
     in_training = list(csv.DictReader((run / "val_log.csv").open()))[-1]
     evaluated = torchrun("eval", TEACHER, *common, "--split", "val", "--json")
