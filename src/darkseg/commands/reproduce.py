@@ -105,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
             suite.quick_seeds if args.quick else suite.default_seeds)
     except ValueError:
         raise ConfigError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs {args.jobs}: give a positive number of processes")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds {args.seeds}: a seed is repeated; paired statistics need distinct seeds")
     out = args.out or Path(f"runs/reproduce-{paper.name}-{args.suite}{'-quick' if args.quick else ''}")
@@ -118,8 +120,6 @@ def run(args: argparse.Namespace) -> int:
             tables = [suite.main, *(suite.ablations[name] for name in dict.fromkeys(args.ablation))]
             suite.prepare(plan, tuple(dict.fromkeys(c.key for t in tables for c in t.columns)))
         barrier()
-    if args.jobs < 1:
-        raise ConfigError(f"--jobs {args.jobs}: give a positive number of processes")
     if args.jobs > 1 and len(seeds) > 1:
         from darkseg.reproduce.jobs import run_jobs
 
