@@ -2,6 +2,7 @@
 
 import argparse
 import json
+from pathlib import Path
 
 from darkseg.cli import main
 from darkseg.reproduce.jobs import child_argv, seed_shares
@@ -13,9 +14,9 @@ def test_seeds_are_dealt_round_robin_without_empty_shares():
 
 
 def test_a_job_repeats_the_users_arguments_for_its_seeds():
-    args = argparse.Namespace(paper="plda", overrides=["a=1"], suite="scenes", out="o", configs=None, data_root="d",
+    args = argparse.Namespace(paper="plda", overrides=["a=1"], suite="scenes", configs=None, data_root="d",
                               eval_data_root=None, split=None, ablation=["table-6", "table-6"], quick=True)
-    assert child_argv(args, (1, 3), ["train.threads=1"]) == [
+    assert child_argv(args, Path("o"), (1, 3), ["train.threads=1"]) == [
         "reproduce", "plda", "a=1", "train.threads=1", "--suite", "scenes", "--out", "o", "--seeds", "1,3",
         "--runs-only", "--data-root", "d", "--ablation", "table-6", "--quick"]
 

@@ -59,9 +59,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not _write_json(args, result):
         chosen = metrics.inference
-        how = cfg.eval.inference.class_filter if chosen is None else (
-            (f"score > {chosen['score_cut']:g}" if chosen["class_filter"] == "pred" else chosen["class_filter"])
-            + f", background ** {chosen['bg_pow']:g}; chosen on the {chosen['selected_on']} split")
+        if chosen is None:
+            how = cfg.eval.inference.class_filter
+        else:
+            from darkseg.engine.inference_search import setting_words
+
+            how = f"{setting_words(chosen)}; chosen on the {chosen['selected_on']} split"
         print(f"split {split}, masks {masks} (classes filtered by {how})")
         print(metrics.table())
     return 0

@@ -123,8 +123,7 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs > 1 and len(seeds) > 1:
         from darkseg.reproduce.jobs import run_jobs
 
-        args.out = out
-        run_jobs(args, seeds, args.jobs)  # then every run below is reused
+        run_jobs(args, out, seeds, args.jobs)  # then every run below is reused
     main = run_plan(plan, tuple(c.key for c in suite.main.columns))
     labels = {k: c.label for k, c in suite.columns().items()}
     ablations = {}

@@ -50,6 +50,15 @@ def iterate_samples(dataset: Dataset, env: DistEnv, num_workers: int, on_error: 
         yield sample
 
 
+def batch_inputs(group: list[dict], input_view: str, device: torch.device, need_depth: bool, need_labels: bool
+                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """A group's images, depth maps (when the model uses them) and image labels (for ``class_filter='gt'``)."""
+    images = torch.stack([s[input_view] for s in group]).to(device)
+    depth = torch.stack([s["depth"] for s in group]).to(device) if need_depth else None
+    labels = torch.stack([s["labels"] for s in group]).to(device) if need_labels else None
+    return images, depth, labels
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -79,9 +88,7 @@ def evaluate(
     total = len(range(env.rank, len(dataset), env.world_size))  # type: ignore[arg-type]
     bar = tqdm(total=total, desc="eval", disable=not (progress and env.is_main), dynamic_ncols=True, mininterval=2)
     for group in same_size_groups(samples, cfg.batch_size):
-        images = torch.stack([s[input_view] for s in group]).to(device)
-        depth = torch.stack([s["depth"] for s in group]).to(device) if need_depth else None
-        labels = torch.stack([s["labels"] for s in group]).to(device) if cfg.class_filter == "gt" else None
+        images, depth, labels = batch_inputs(group, input_view, device, need_depth, cfg.class_filter == "gt")
         probs = predict_probs(model, images, cfg, depth=depth, labels=labels)
         pair = tuple(torch.stack([s[k] for s in group]).to(device) for k in ("day", "flow")) \
             if cfg.day_pair.enabled else None

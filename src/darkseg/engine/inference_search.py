@@ -8,7 +8,7 @@ from torch.utils.data import Dataset
 
 from darkseg.engine.config import InferenceConfig, InferenceSearchConfig
 from darkseg.engine.distributed import DistEnv, all_reduce_sum
-from darkseg.engine.evaluator import same_size_groups, iterate_samples, uses_depth
+from darkseg.engine.evaluator import batch_inputs, iterate_samples, same_size_groups, uses_depth
 from darkseg.engine.inference import filter_classes, labels_from_probs, merged_masks
 from darkseg.errors import ConfigError
 from darkseg.metrics import ConfusionMatrix
@@ -50,14 +50,12 @@ def search_inference(
     matrices = [ConfusionMatrix(len(class_names)) for _ in grid]
     need_depth = uses_depth(model)
     for group in same_size_groups(iterate_samples(dataset, env, num_workers, on_error), base.batch_size):
-        images = torch.stack([s[input_view] for s in group]).to(device)
-        depth = torch.stack([s["depth"] for s in group]).to(device) if need_depth else None
+        images, depth, labels = batch_inputs(group, input_view, device, need_depth, base.class_filter == "gt")
         target = torch.stack([s["mask"] for s in group])
         masks, scores = merged_masks(model, images, base, depth)
         if scores is None and any(c.class_filter == "pred" for c in grid):
             raise ConfigError("eval.inference_search.score_cuts: this model has no class scores; set "
                               "score_cuts: [] and no_filter: true")
-        labels = torch.stack([s["labels"] for s in group]).to(device) if base.class_filter == "gt" else None
         for cand, cm in zip(grid, matrices):
             cm.update(labels_from_probs(filter_classes(masks, scores, cand, labels), images, cand).cpu(), target)
     scored = []
@@ -73,3 +71,9 @@ def describe(chosen: InferenceConfig, split: str, miou: float) -> dict:
     return {"selected_on": split, "class_filter": chosen.class_filter,
             "score_cut": chosen.score_cut if chosen.class_filter == "pred" else None,
             "bg_pow": chosen.bg_pow, "selection_miou": miou}
+
+
+def setting_words(record: dict) -> str:
+    """A chosen setting (a :func:`describe` record) in words, e.g. ``score > 0.3, background ** 0.5``."""
+    cut = f"score > {record['score_cut']:g}" if record["class_filter"] == "pred" else record["class_filter"]
+    return f"{cut}, background ** {record['bg_pow']:g}"

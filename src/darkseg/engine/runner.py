@@ -64,9 +64,13 @@ def resolve_threads(threads: int | str) -> int:
     """``train.threads``; ``auto`` = min(4, CPUs this process may use / processes of this job on the node)."""
     if threads != "auto":
         return int(threads)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    return max(1, min(4, cpus // max(local, 1)))
+    return max(1, min(4, available_cpus() // max(local, 1)))
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def seed_everything(seed: int) -> None:
@@ -284,7 +288,7 @@ def evaluate_split(
     inference, chosen = cfg.eval.inference, None
     search = cfg.eval.inference_search
     if search is not None:
-        from darkseg.engine.inference_search import describe, search_inference
+        from darkseg.engine.inference_search import describe, search_inference, setting_words
 
         if search.split == data.test_split:
             raise ConfigError(f"eval.inference_search.split: {search.split} is the test split; thresholds are "
@@ -294,15 +298,9 @@ def evaluate_split(
         inference, scored = search_inference(model, search_set, input_view_of(cfg), inference, search, device, env,
                                              cfg.data.num_workers, cfg.data.on_error)
         chosen = describe(inference, search.split, max(m for _, m in scored))
-        log.info("eval: %s chosen on the %s split (mIoU %.2f there)", _setting(inference), search.split,
-                 chosen["selection_miou"])
+        log.info("eval: class filter %s chosen on the %s split (mIoU %.2f there)", setting_words(chosen),
+                 search.split, chosen["selection_miou"])
     metrics = evaluate(model, dataset, input_view_of(cfg), inference, device, env,
                        num_workers=cfg.data.num_workers, on_error=cfg.data.on_error, progress=progress,
                        static_ids=static_ids)
     return (metrics if chosen is None else dataclasses.replace(metrics, inference=chosen)), masks
-
-
-def _setting(inference: InferenceConfig) -> str:
-    """A chosen class filter and background power in words."""
-    cut = f"score > {inference.score_cut:g}" if inference.class_filter == "pred" else inference.class_filter
-    return f"class filter {cut}, background ** {inference.bg_pow:g}"

@@ -14,7 +14,9 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+from darkseg.engine.runner import available_cpus
 from darkseg.errors import ConfigError, DarksegError
 
 
@@ -27,13 +29,12 @@ def threads_per_job(jobs: int, overrides: list[str]) -> list[str]:
     """``train.threads`` for each process (CPUs ÷ processes, at least 1) unless the user set it."""
     if any(o.startswith("train.threads=") for o in overrides):
         return []
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return [f"train.threads={max(1, cpus // jobs)}"]
+    return [f"train.threads={max(1, available_cpus() // jobs)}"]
 
 
-def child_argv(args: argparse.Namespace, seeds: tuple[int, ...], extra: list[str]) -> list[str]:
+def child_argv(args: argparse.Namespace, out: Path, seeds: tuple[int, ...], extra: list[str]) -> list[str]:
     """The ``darkseg reproduce`` command line of one share: the user's arguments for these seeds, ``--runs-only``."""
-    argv = ["reproduce", args.paper, *args.overrides, *extra, "--suite", args.suite, "--out", str(args.out),
+    argv = ["reproduce", args.paper, *args.overrides, *extra, "--suite", args.suite, "--out", str(out),
             "--seeds", ",".join(map(str, seeds)), "--runs-only"]
     for flag, value in (("--configs", args.configs), ("--data-root", args.data_root),
                         ("--eval-data-root", args.eval_data_root), ("--split", args.split)):
@@ -44,17 +45,18 @@ def child_argv(args: argparse.Namespace, seeds: tuple[int, ...], extra: list[str
     return [*argv, "--quick"] if args.quick else argv
 
 
-def run_jobs(args: argparse.Namespace, seeds: tuple[int, ...], jobs: int) -> None:
-    """Train every run of the suite in ``jobs`` processes; raise on a failed or interrupted process."""
+def run_jobs(args: argparse.Namespace, out: Path, seeds: tuple[int, ...], jobs: int) -> None:
+    """Train every run of the suite (output folder ``out``) in ``jobs`` processes; raise on a failed or interrupted
+    process."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("--jobs: not under torchrun (the ranks already share the work); drop --jobs")
-    logs = args.out / "jobs"
+    logs = out / "jobs"
     logs.mkdir(parents=True, exist_ok=True)
     extra = threads_per_job(jobs, args.overrides)
     procs = []
     for share in seed_shares(seeds, jobs):
         log = logs / f"seeds-{'-'.join(map(str, share))}.log"
-        cmd = [sys.executable, "-m", "darkseg", *child_argv(args, share, extra)]
+        cmd = [sys.executable, "-m", "darkseg", *child_argv(args, out, share, extra)]
         with log.open("w") as f:
             procs.append((share, log, subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)))
     print(f"training seeds {' | '.join(','.join(map(str, s)) for s, _, _ in procs)} in {len(procs)} processes"

@@ -151,11 +151,10 @@ def trust_note(plan: Plan) -> list[str]:
 
 def _inference_lines(rows: list[tuple[str, dict]]) -> list[str]:
     """Per column, the class filter and background power each run's evaluation chose on the validation split."""
+    from darkseg.engine.inference_search import setting_words
+
     def setting(c: dict | None) -> str:
-        if c is None:
-            return "configured"
-        return (f"score > {c['score_cut']:g}" if c["class_filter"] == "pred" else c["class_filter"]) + \
-            f", bg^{c['bg_pow']:g}"
+        return "configured" if c is None else setting_words(c)
 
     chosen = [(label, s) for label, s in rows if "inference_per_seed" in s]
     if not chosen:
