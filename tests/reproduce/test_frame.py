@@ -47,12 +47,15 @@ def test_dgkd_declaration_trains_the_teacher_first_and_points_students_at_it(tmp
     assert cfg.seed == 3 and cfg.train.iterations == 600  # --quick: the full recipe on fewer seeds
     assert len(suite.quick_seeds) >= 2 and len(suite.default_seeds) >= 5  # issue 13: intervals even in --quick
     assert cfg.method.teacher.weights == str(tmp_path / "runs" / "teacher" / "seed3" / "model_final.safetensors")
-    assert set(suite.ablations) == {"kd-loss", "dgf2", "depth-model", "lambda", "steps", "teacher-targets",
+    assert set(suite.ablations) == {"kd-loss", "dgf2", "depth-model", "lambda", "steps", "teacher-targets", "ladder",
                                     "two-stage"}
     targets = suite.ablations["teacher-targets"]  # faithful targets against the default ones, the same +DGKD run
     assert targets.columns[1] is suite.main.columns[2] and targets.baseline_of("dgkd_faithful") == "dgkd"
+    ladder = suite.ablations["ladder"]  # plain KD rows, then the Table 1 +DGKD run compared with plain DIST
+    assert ladder.columns[0] is suite.main.columns[1] and ladder.columns[-1] is suite.main.columns[2]
+    assert ladder.baseline_of("kd_kl") == "baseline" and ladder.baseline_of("dgkd") == "kd_dist"
     for name, table in suite.ablations.items():  # every ablation row is compared with the Table 1 baseline run
-        if name not in ("two-stage", "teacher-targets"):
+        if name not in ("two-stage", "teacher-targets", "ladder"):
             assert table.columns[0] is suite.main.columns[1]
             assert table.compared() == tuple(c.key for c in table.columns[1:])
 
