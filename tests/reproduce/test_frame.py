@@ -2,10 +2,12 @@
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from scipy import stats as sps
 
+from darkseg.errors import ConfigError
 from darkseg.reproduce.papers import PAPERS
 from darkseg.reproduce.report import summarise
 from darkseg.reproduce.runner import METRICS_FILE, Plan, Progress, RunResult, run_one, run_plan
@@ -92,6 +94,68 @@ def test_an_export_runs_only_when_a_column_of_the_plan_needs_it(tmp_path):
     assert exports == []
     run_plan(plan, ("retrain",))
     assert exports == [plan.run_dir(suite.columns()["cam"], 0)]
+
+
+def test_changed_evaluation_settings_re_evaluate_a_finished_run_and_a_training_change_is_refused(tmp_path,
+                                                                                                  monkeypatch):
+    import darkseg.reproduce.runner as runner
+
+    column = Column("student", "S", "dgkd_wlss/scenes_student.yaml")
+    plan = Plan(Suite("toy", Table("toy table", (column,))), CONFIGS, tmp_path, (0,), quick=False)
+    run_dir = plan.run_dir(column, 0)
+    run_dir.mkdir(parents=True)
+    (run_dir / "model_final.safetensors").write_bytes(b"")  # a finished run, its metrics cached by an older version
+    cfg = plan.config(column, 0)
+    (run_dir / "config.yaml").write_text(cfg.to_yaml())
+    metrics = {"split": "test", "miou": 40.0, "pixacc": 80.0, "per_class_iou": {}, "params": 1, "gmac": 0.1,
+               "input_view": "dark"}
+    (run_dir / METRICS_FILE).write_text(json.dumps(metrics))
+    evaluated = []
+
+    def fake_evaluate(cfg, weights, split, progress):
+        evaluated.append(cfg.eval.inference_search.bg_pows)
+        return SimpleNamespace(to_dict=lambda: {"miou": 41.0 + len(evaluated), "pixacc": 81.0, "per_class_iou": {}})
+
+    monkeypatch.setattr(runner, "evaluate_config", fake_evaluate)
+    monkeypatch.setattr(runner, "profile", lambda cfg, size: SimpleNamespace(deploy_params=1, deploy_gmac=0.1))
+    monkeypatch.setattr(runner, "train", lambda *a, **k: pytest.fail("a finished run must not be retrained"))
+    assert run_one(plan, column, 0, Progress(1)).metrics["miou"] == 40.0 and evaluated == []  # same settings
+    plan.overrides = ["eval.inference_search.bg_pows=[0.25,0.5]"]
+    assert run_one(plan, column, 0, Progress(1)).metrics["miou"] == 42.0 and evaluated == [[0.25, 0.5]]
+    assert run_one(plan, column, 0, Progress(1)).metrics["miou"] == 42.0 and len(evaluated) == 1  # cached
+    plan.overrides = ["eval.inference_search.bg_pows=[0.25,0.5]", "train.optim.lr=0.02"]
+    with pytest.raises(ConfigError, match="train.optim.lr"):
+        run_one(plan, column, 0, Progress(1))
+    exported = Column("student", "S", "dgkd_wlss/scenes_student.yaml", export=lambda cfg, run_dir: None)
+    plan = Plan(Suite("toy", Table("toy table", (exported,))), CONFIGS, tmp_path, (0,), quick=False,
+                overrides=["eval.inference_search.bg_pows=[0.25,0.5]"])
+    with pytest.raises(ConfigError, match="bg_pows"):  # its pseudo masks were made with the old settings
+        run_one(plan, exported, 0, Progress(1))
+
+
+def test_an_unfinished_run_resumes_with_the_evaluation_settings_it_started_with(tmp_path, monkeypatch):
+    import darkseg.reproduce.runner as runner
+
+    column = Column("student", "S", "dgkd_wlss/scenes_student.yaml")
+    plan = Plan(Suite("toy", Table("toy table", (column,))), CONFIGS, tmp_path, (0,), quick=False,
+                overrides=["eval.inference_search.bg_pows=[0.25,0.5]"])
+    run_dir = plan.run_dir(column, 0)
+    run_dir.mkdir(parents=True)
+    started = Plan(plan.suite, CONFIGS, tmp_path, (0,), quick=False).config(column, 0)
+    (run_dir / "config.yaml").write_text(started.to_yaml())
+    trained = []
+
+    def fake_train(cfg, resume):
+        trained.append(cfg.eval.inference_search.bg_pows)
+        (run_dir / "model_final.safetensors").write_bytes(b"")
+        return SimpleNamespace(completed=True)
+
+    monkeypatch.setattr(runner, "train", fake_train)
+    monkeypatch.setattr(runner, "evaluate_config", lambda cfg, weights, split, progress: SimpleNamespace(
+        to_dict=lambda: {"miou": 30.0 + cfg.eval.inference_search.bg_pows[0], "pixacc": 80.0, "per_class_iou": {}}))
+    monkeypatch.setattr(runner, "profile", lambda cfg, size: SimpleNamespace(deploy_params=1, deploy_gmac=0.1))
+    result = run_one(plan, column, 0, Progress(1))
+    assert trained == [started.eval.inference_search.bg_pows] and result.metrics["miou"] == 30.25
 
 
 def _results(key: str, mious: dict[int, float]) -> list[RunResult]:

@@ -89,9 +89,10 @@ class InferenceSearchConfig(StrictModel):
     and background power is scored on ``split`` and the best mIoU (the first on ties) is used."""
 
     split: str = "val"
-    score_cuts: list[float] = Field(default_factory=lambda: [0.05, 0.1, 0.2, 0.3, 0.5])
+    score_cuts: list[float] = Field(default_factory=lambda: [0.05, 0.1, 0.2, 0.3, 0.5, 0.7])
     no_filter: bool = True
-    bg_pows: list[float] = Field(default_factory=lambda: [0.5, 1.0, 1.5, 2.0, 3.0, 4.0], min_length=1)
+    bg_pows: list[float] = Field(default_factory=lambda: [0.125, 0.25, 0.35, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 4.0],
+                                 min_length=1)
 
     @model_validator(mode="after")
     def _valid_grid(self) -> InferenceSearchConfig:

@@ -140,13 +140,18 @@ def flatten_config(tree: object, prefix: str = "") -> dict[str, object]:
     return {prefix[:-1]: tree}
 
 
-def config_changes(saved: Path, cfg: ExperimentConfig) -> list[tuple[str, object, object]]:
-    """(key, saved value, new value) for every key outside ``SAFE_ON_RESUME`` that differs from the run's config."""
+def read_run_config(saved: Path) -> ExperimentConfig:
+    """The config a run folder's ``config.yaml`` records."""
     try:
-        old_cfg = ExperimentConfig.model_validate(yaml.safe_load(saved.read_text()))
+        return ExperimentConfig.model_validate(yaml.safe_load(saved.read_text()))
     except (yaml.YAMLError, ValidationError) as err:
         raise ConfigError(f"{saved}: cannot read the run's config ({type(err).__name__}); "
                           "resume needs it to check that the config is unchanged") from None
+
+
+def config_changes(saved: Path, cfg: ExperimentConfig) -> list[tuple[str, object, object]]:
+    """(key, saved value, new value) for every key outside ``SAFE_ON_RESUME`` that differs from the run's config."""
+    old_cfg = read_run_config(saved)
     old, new = flatten_config(old_cfg.model_dump(mode="json")), flatten_config(cfg.model_dump(mode="json"))
     return [(k, old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys())
             if old.get(k) != new.get(k) and changes_weights(k)]
@@ -155,6 +160,13 @@ def config_changes(saved: Path, cfg: ExperimentConfig) -> list[tuple[str, object
 def changes_weights(key: str) -> bool:
     """Whether a flattened config key may change a run's weights (it is not one of ``SAFE_ON_RESUME``)."""
     return not any(key == s or key.startswith(s + ".") for s in SAFE_ON_RESUME)
+
+
+def evaluation_only(key: str) -> bool:
+    """Whether a flattened config key changes only how a finished run is evaluated, not its final weights: the
+    ``eval`` section (training-time validation reads it too, so on --resume it may change the val log and
+    ``model_best``, but ``model_final``, which every evaluation and export reads by default, does not depend on it)."""
+    return key == "eval" or key.startswith("eval.")
 
 
 def delete_run_files(files: list[Path]) -> None:

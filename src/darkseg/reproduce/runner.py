@@ -12,7 +12,7 @@ from pathlib import Path
 from darkseg.config import ExperimentConfig, load_config
 from darkseg.engine.distributed import barrier, is_main_process
 from darkseg.engine.profile import profile
-from darkseg.engine.runner import config_changes, evaluate_config, train
+from darkseg.engine.runner import config_changes, evaluate_config, evaluation_only, read_run_config, train
 from darkseg.errors import ConfigError
 from darkseg.fileio import atomic_write_bytes
 from darkseg.reproduce.tables import Column, Suite, order_runs
@@ -101,6 +101,12 @@ def _score_name(score: object) -> str:
     return f"{getattr(score, '__module__', '')}.{getattr(score, '__qualname__', type(score).__name__)}"
 
 
+def eval_settings(cfg: ExperimentConfig) -> dict:
+    """The evaluation settings a run's cached metrics depend on (its split is checked apart; batch size is not one)."""
+    settings = cfg.eval.model_dump(mode="json", exclude={"split": True, "inference": {"batch_size"}})
+    return json.loads(json.dumps(settings))  # the form the cache file gives back
+
+
 def run_one(plan: Plan, run: Column, seed: int, progress: Progress, export: bool = True) -> RunResult:
     """Train (or reuse) one run, export what later columns need (``export``), and evaluate it on its column's split."""
     cfg = plan.config(run, seed)
@@ -111,13 +117,17 @@ def run_one(plan: Plan, run: Column, seed: int, progress: Progress, export: bool
     t0 = time.perf_counter()
     trained = False
     saved = run_dir / "config.yaml"
+    made_with = read_run_config(saved) if saved.is_file() else cfg
     changed = config_changes(saved, cfg) if saved.is_file() else []
-    if changed:  # keys that do not change the weights (threads, DDP flags, logging, ...) may differ
-        key, old, new = changed[0]
+    # Keys that do not change the weights (threads, DDP flags, logging, ...) may differ; so may the evaluation
+    # settings of a column without an export: its run is reused and only its evaluation is redone.
+    retrain = [c for c in changed if not evaluation_only(c[0]) or run.export is not None]
+    if retrain:
+        key, old, new = retrain[0]
         raise ConfigError(f"{saved}: this run was made with {key}={old}, {run.config} now gives {new}; delete its "
                           "folder to retrain it, or write the suite to another --out")
-    if not (run_dir / "model_final.safetensors").is_file():
-        result = train(cfg, resume=True)
+    if not (run_dir / "model_final.safetensors").is_file():  # resumed with the evaluation settings it started with
+        result = train(cfg.model_copy(update={"eval": made_with.eval}), resume=True)
         if not result.completed:
             raise KeyboardInterrupt
         trained = True
@@ -129,13 +139,15 @@ def run_one(plan: Plan, run: Column, seed: int, progress: Progress, export: bool
     scored_by = _score_name(run.score)
     cached = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
     if cached is None or cached.get("scored_by", "eval") != scored_by or (
-            run.score is None and cached.get("split") != split):
+            run.score is None and cached.get("split") != split) or (
+            cached.get("eval", eval_settings(made_with)) != eval_settings(cfg)):  # older caches: the run's own
         if run.score is None:
             metrics = {"split": split, **evaluate_config(cfg, None, split, progress=False).to_dict()}
         else:
             metrics = run.score(cfg, run_dir, plan.split)
         report = profile(cfg, cfg.data.augment.crop_size)
-        cached = {**metrics, "scored_by": scored_by, "params": report.deploy_params, "gmac": report.deploy_gmac,
+        cached = {**metrics, "scored_by": scored_by, "eval": eval_settings(cfg), "params": report.deploy_params,
+                  "gmac": report.deploy_gmac,
                   "gmac_size": cfg.data.augment.crop_size, "input_view": cfg.method.input}
         if is_main_process():
             atomic_write_bytes(metrics_path, json.dumps(cached, indent=2).encode())  # a reused cache
