@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from darkseg.config import load_config
-from darkseg.engine.runner import SAFE_ON_RESUME
+from darkseg.engine.runner import changes_weights
 from darkseg.reproduce.runner import Plan
 
 SCENES_PRETRAIN = "pretrain/scenes_pretrain_wideresnet38.yaml"
@@ -16,7 +16,8 @@ SCENES_PRETRAIN = "pretrain/scenes_pretrain_wideresnet38.yaml"
 def ensure_pretrained_start(plan: Plan, keys: tuple[str, ...], config: str = SCENES_PRETRAIN) -> None:
     """``darkseg pretrain <configs>/config`` when a column of ``keys`` loads its backbone file. Of the suite's
     overrides only those that do not change the weights (``train.threads``, ...) reach the pretraining run."""
-    safe = [o for o in plan.overrides if o.split("=", 1)[0] in SAFE_ON_RESUME and not o.startswith("output_dir=")]
+    safe = [o for o in plan.overrides
+            if not changes_weights(key := o.split("=", 1)[0]) and key != "output_dir"]
     pretrain = load_config(plan.configs / config, safe)
     target = (pretrain.run_dir() / "backbone.safetensors").resolve()
     columns = plan.suite.columns()
