@@ -121,9 +121,9 @@ def run_one(plan: Plan, run: Column, seed: int, progress: Progress, export: bool
     changed = config_changes(saved, cfg) if saved.is_file() else []
     # Keys that do not change the weights (threads, DDP flags, logging, ...) may differ; so may the evaluation
     # settings of a column without an export: its run is reused and only its evaluation is redone.
-    retrain = [c for c in changed if not evaluation_only(c[0]) or run.export is not None]
-    if retrain:
-        key, old, new = retrain[0]
+    refused = [c for c in changed if not evaluation_only(c[0]) or run.export is not None]
+    if refused:
+        key, old, new = refused[0]
         raise ConfigError(f"{saved}: this run was made with {key}={old}, {run.config} now gives {new}; delete its "
                           "folder to retrain it, or write the suite to another --out")
     if not (run_dir / "model_final.safetensors").is_file():  # resumed with the evaluation settings it started with
