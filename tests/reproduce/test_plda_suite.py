@@ -119,6 +119,12 @@ def test_table_pairs_give_each_column_its_own_baseline():
     assert summary["b_plus"]["baseline"] == "b" and summary["a_plus"]["baseline"] == "a"
     assert summary["a_plus"]["diff_vs_baseline"]["mean"] == pytest.approx(2.0)
     assert "diff_vs_baseline" not in summary["a"]
+    from darkseg.reproduce.report import _table
+
+    labels = {"a": "A", "a_plus": "A+", "b": "B", "b_plus": "B+", "c": "C"}
+    lines = {row.split(" | ")[0]: row for row in _table([(k, summary[k]) for k in summary], labels, "a")}
+    assert "+3.0 [" in lines["| b_plus"] and "] vs B (" in lines["| b_plus"]  # a row's own baseline is named
+    assert "+2.0 [" in lines["| a_plus"] and " vs " not in lines["| a_plus"]  # the table's baseline is the header's
     only_pairs = Table("t", cols, pairs=(("a_plus", "a"), ("b_plus", "b")))
     assert only_pairs.compared() == ("a_plus", "b_plus")
     for bad in ((("a", "a"),), (("a_plus", "a"), ("a_plus", "b")), (("a_plus", "zzz"),)):

@@ -54,8 +54,9 @@ def _configs_dir(arg: Path | None) -> Path:
     return Path(darkseg.__file__).resolve().parents[2] / "configs"
 
 
-def _print_rows(title: str, rows: dict[str, dict], labels: dict[str, str]) -> None:
-    """One table of the summary on the console: mean ± std and the paired difference to the table's baseline."""
+def _print_rows(title: str, rows: dict[str, dict], labels: dict[str, str], baseline: str | None) -> None:
+    """One table of the summary on the console: mean ± std and the paired difference to the table's baseline (or
+    to the row's own, named)."""
     width = max(22, *(len(labels[key]) for key in rows))
     print(f"\n{title}")
     print(f"{'column':<{width}} {'mIoU':>14} {'PixAcc':>14}  Δ mIoU vs baseline [95% CI]")
@@ -63,6 +64,8 @@ def _print_rows(title: str, rows: dict[str, dict], labels: dict[str, str]) -> No
         d = s.get("diff_vs_baseline")
         ci = "" if d is None else f"  {d['mean']:+6.2f} " + (
             "[no interval: 1 seed]" if d["ci95"] is None else f"[{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]")
+        if d is not None and s.get("baseline") not in (None, baseline):
+            ci += f" vs {labels.get(s['baseline'], s['baseline'])}"
         print(f"{labels[key]:<{width}} {s['miou']:7.2f} ± {s['miou_std']:4.2f} {s['pixacc']:7.2f} ± "
               f"{s['pixacc_std']:4.2f}" + ci)
 
@@ -137,9 +140,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     results = write_report(plan, paper, main, ablations, labels, command, date, time.perf_counter() - t0)
-    _print_rows(suite.main.title, results["columns"], labels)
-    for ablation in results["ablations"].values():
-        _print_rows(ablation["title"], ablation["rows"], labels)
+    _print_rows(suite.main.title, results["columns"], labels, suite.main.baseline)
+    for name, ablation in results["ablations"].items():
+        _print_rows(ablation["title"], ablation["rows"], labels, suite.ablations[name].baseline)
     if "gap_recovered" in results:
         note = f" ({suite.main.gap_note})" if suite.main.gap_note else ""
         print(f"gap recovered: {results['gap_recovered']:.2f}{note}")

@@ -99,24 +99,27 @@ def gap_recovered(summary: dict[str, dict], table: Table, column: str) -> float:
     return (summary[column]["miou"] - b) / (t - b) if t != b else math.nan
 
 
-def _diff_cell(s: dict) -> str:
+def _diff_cell(s: dict, labels: dict[str, str], table_baseline: str | None) -> str:
+    """The paired difference of a row, naming its own baseline when it is not the table's (``Table.pairs``)."""
     d = s.get("diff_vs_baseline")
     if d is None:
         return "–"
+    base = s.get("baseline")
+    against = f" vs {labels.get(base, base)}" if base is not None and base != table_baseline else ""
     if d["ci95"] is None:
-        return f"{d['mean']:+.1f} (1 seed: no interval)"
+        return f"{d['mean']:+.1f}{against} (1 seed: no interval)"
     lo, hi = d["ci95"]
     verdict = "above 0" if lo > 0 else "below 0" if hi < 0 else "contains 0"
-    return f"{d['mean']:+.1f} [{lo:+.1f}, {hi:+.1f}] ({verdict})"
+    return f"{d['mean']:+.1f} [{lo:+.1f}, {hi:+.1f}]{against} ({verdict})"
 
 
-def _table(rows: list[tuple[str, dict]]) -> list[str]:
+def _table(rows: list[tuple[str, dict]], labels: dict[str, str], table_baseline: str | None) -> list[str]:
     lines = ["| run | mIoU (%) | per seed mIoU | Δ mIoU vs baseline [95% CI] | PixAcc (%) | Params (M) | GMAC "
              "| evaluated on |", "|---|---|---|---|---|---|---|---|"]
     for label, s in rows:
         seeds = " / ".join(f"{v:.1f}" for v in s["miou_per_seed"])
         lines.append(
-            f"| {label} | {s['miou']:.1f} ± {s['miou_std']:.1f} | {seeds} | {_diff_cell(s)} "
+            f"| {label} | {s['miou']:.1f} ± {s['miou_std']:.1f} | {seeds} | {_diff_cell(s, labels, table_baseline)} "
             f"| {s['pixacc']:.1f} ± {s['pixacc_std']:.1f} | {s['params'] / 1e6:.3f} | {s['gmac']:.3f} "
             f"| {s['input_view']} {s['split']} |"
         )
@@ -329,7 +332,7 @@ def write_report(
     md = [f"# {paper.title} reproduction: suite `{plan.suite.name}`{' (quick)' if plan.quick else ''}", "",
           f"Command: `{command}`  ", f"Date: {date}; seeds {', '.join(map(str, plan.seeds))}; "
           f"wall time {elapsed / 60:.1f} min.", "", *trust_note(plan), "",
-          f"## {table.title}", "", *_table([(labels[k], summary[k]) for k in summary]), "",
+          f"## {table.title}", "", *_table([(labels[k], summary[k]) for k in summary], labels, table.baseline), "",
           *_pseudo_lines([(labels[k], summary[k]) for k in summary]),
           *_inference_lines([(labels[k], summary[k]) for k in summary])]
     if "gap_recovered" in gaps:
@@ -347,7 +350,8 @@ def write_report(
     for name, res in ablations.items():
         rows = summarise(res, plan.suite.ablations[name])
         named = [(labels.get(k, k), rows[k]) for k in rows]
-        md += [f"## {plan.suite.ablations[name].title}", "", *_table(named), "", *_pseudo_lines(named)]
+        md += [f"## {plan.suite.ablations[name].title}", "",
+               *_table(named, labels, plan.suite.ablations[name].baseline), "", *_pseudo_lines(named)]
     md += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures]
     (out / "report.md").write_text("\n".join(md) + "\n")
     return results
