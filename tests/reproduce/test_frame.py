@@ -10,7 +10,7 @@ from scipy import stats as sps
 from darkseg.errors import ConfigError
 from darkseg.reproduce.papers import PAPERS
 from darkseg.reproduce.report import summarise
-from darkseg.reproduce.runner import METRICS_FILE, Plan, Progress, RunResult, run_one, run_plan
+from darkseg.reproduce.runner import EXPORT_DONE, METRICS_FILE, Plan, Progress, RunResult, run_one, run_plan
 from darkseg.reproduce.tables import Column, Need, Suite, Table, order_runs
 
 CONFIGS = Path("configs")
@@ -129,6 +129,9 @@ def test_changed_evaluation_settings_re_evaluate_a_finished_run_and_a_training_c
     exported = Column("student", "S", "dgkd_wlss/scenes_student.yaml", export=lambda cfg, run_dir: None)
     plan = Plan(Suite("toy", Table("toy table", (exported,))), CONFIGS, tmp_path, (0,), quick=False,
                 overrides=["eval.inference_search.bg_pows=[0.25,0.5]"])
+    assert run_one(plan, exported, 0, Progress(1), export=False).metrics["miou"] == 42.0  # no export made yet
+    (run_dir / EXPORT_DONE).write_bytes(b"")
+    plan.overrides = ["eval.inference_search.bg_pows=[0.5]"]
     with pytest.raises(ConfigError, match="bg_pows"):  # its pseudo masks were made with the old settings
         run_one(plan, exported, 0, Progress(1))
 

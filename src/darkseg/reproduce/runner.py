@@ -120,8 +120,9 @@ def run_one(plan: Plan, run: Column, seed: int, progress: Progress, export: bool
     made_with = read_run_config(saved) if saved.is_file() else cfg
     changed = config_changes(saved, cfg) if saved.is_file() else []
     # Keys that do not change the weights (threads, DDP flags, logging, ...) may differ; so may the evaluation
-    # settings of a column without an export: its run is reused and only its evaluation is redone.
-    refused = [c for c in changed if not evaluation_only(c[0]) or run.export is not None]
+    # settings, unless the run's export (made with them) exists: the run is reused and only its evaluation is redone.
+    exported = run.export is not None and (run_dir / EXPORT_DONE).is_file()
+    refused = [c for c in changed if not evaluation_only(c[0]) or exported]
     if refused:
         key, old, new = refused[0]
         raise ConfigError(f"{saved}: this run was made with {key}={old}, {run.config} now gives {new}; delete its "
