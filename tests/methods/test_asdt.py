@@ -341,3 +341,13 @@ def test_inference_only_table_5_rows_train_the_full_model(tmp_path) -> None:
     full = weights.pop("scenes_asdt")
     for config, state in weights.items():
         assert state.keys() == full.keys() and all(torch.equal(state[k], full[k]) for k in full), config
+
+
+def test_asdt_without_pydensecrf_fails_when_built_with_the_install_hint(monkeypatch):
+    import sys
+
+    from darkseg.errors import DarksegError
+
+    monkeypatch.setitem(sys.modules, "pydensecrf", None)  # as if the crf extra were not installed
+    with pytest.raises(DarksegError, match=r"pip install 'darkseg\[crf\]'"):
+        build_method(load_config("configs/asdt/scenes_rrm.yaml", TINY))  # before any training step

@@ -21,6 +21,7 @@ from darkseg.methods.base import METHODS, DatasetInfo, Method, StepOutput
 from darkseg.methods.structure_loss import StructureLossConfig, structure_loss
 from darkseg.methods.wsss_losses import classification_loss
 from darkseg.models.factory import ASDTConfig, build_segmenter
+from darkseg.models.ops.crf import require_dense_crf
 from darkseg.schema import StrictModel
 
 Strategy = Literal["none", "class_teacher", "seg_teacher", "naive_max", "naive_mean", "alternative"]
@@ -125,6 +126,7 @@ class ASDTMethod(Method):
         if (self.mcfg.strategy == "none") == cfg.model.student:
             raise ConfigError(f"method.strategy: '{self.mcfg.strategy}' with model.student: {cfg.model.student}; "
                               "strategy none is the model without a student (RRM), set both or neither")
+        require_dense_crf()  # the class-teacher's reliable labels (RRM) need it from the first iteration
         self.model = build_segmenter(cfg.model, info.num_classes, info.mean, info.std, load_pretrained=load_external)
         self.nets["model"] = self.model
         self.workers = KnowledgeWorkers(self.mcfg.knowledge)

@@ -20,6 +20,17 @@ class CRFConfig(StrictModel):
     bilateral_compat: float = Field(10.0, ge=0)
 
 
+CRF_MISSING = "dense CRF needs pydensecrf2: pip install 'darkseg[crf]'"
+
+
+def require_dense_crf() -> None:
+    """Fail before any work when pydensecrf2 is missing: a method whose training needs the CRF checks when built."""
+    try:
+        from pydensecrf import densecrf, utils  # noqa: F401
+    except ImportError:
+        raise DarksegError(CRF_MISSING) from None
+
+
 def dense_crf(
     image: np.ndarray,
     probs: np.ndarray,
@@ -35,7 +46,7 @@ def dense_crf(
         from pydensecrf import densecrf
         from pydensecrf.utils import unary_from_softmax
     except ImportError:
-        raise DarksegError("dense CRF needs pydensecrf2: pip install 'darkseg[crf]'") from None
+        raise DarksegError(CRF_MISSING) from None
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"dense_crf expects a uint8 H x W x 3 image, got {image.dtype} {image.shape}")
     if probs.ndim != 3 or probs.shape[1:] != image.shape[:2]:
