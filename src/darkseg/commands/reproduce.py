@@ -57,6 +57,8 @@ def _configs_dir(arg: Path | None) -> Path:
 def _print_rows(title: str, rows: dict[str, dict], labels: dict[str, str], baseline: str | None) -> None:
     """One table of the summary on the console: mean ± std and the paired difference to the table's baseline (or
     to the row's own, named)."""
+    from darkseg.reproduce.report import own_baseline
+
     width = max(22, *(len(labels[key]) for key in rows))
     print(f"\n{title}")
     print(f"{'column':<{width}} {'mIoU':>14} {'PixAcc':>14}  Δ mIoU vs baseline [95% CI]")
@@ -64,8 +66,8 @@ def _print_rows(title: str, rows: dict[str, dict], labels: dict[str, str], basel
         d = s.get("diff_vs_baseline")
         ci = "" if d is None else f"  {d['mean']:+6.2f} " + (
             "[no interval: 1 seed]" if d["ci95"] is None else f"[{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]")
-        if d is not None and s.get("baseline") not in (None, baseline):
-            ci += f" vs {labels.get(s['baseline'], s['baseline'])}"
+        if d is not None:
+            ci += own_baseline(s, labels, baseline)
         print(f"{labels[key]:<{width}} {s['miou']:7.2f} ± {s['miou_std']:4.2f} {s['pixacc']:7.2f} ± "
               f"{s['pixacc_std']:4.2f}" + ci)
 

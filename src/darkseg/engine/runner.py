@@ -151,7 +151,11 @@ def read_run_config(saved: Path) -> ExperimentConfig:
 
 def config_changes(saved: Path, cfg: ExperimentConfig) -> list[tuple[str, object, object]]:
     """(key, saved value, new value) for every key outside ``SAFE_ON_RESUME`` that differs from the run's config."""
-    old_cfg = read_run_config(saved)
+    return config_diff(read_run_config(saved), cfg)
+
+
+def config_diff(old_cfg: ExperimentConfig, cfg: ExperimentConfig) -> list[tuple[str, object, object]]:
+    """(key, old value, new value) for every key outside ``SAFE_ON_RESUME`` that differs between two configs."""
     old, new = flatten_config(old_cfg.model_dump(mode="json")), flatten_config(cfg.model_dump(mode="json"))
     return [(k, old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys())
             if old.get(k) != new.get(k) and changes_weights(k)]

@@ -99,13 +99,19 @@ def gap_recovered(summary: dict[str, dict], table: Table, column: str) -> float:
     return (summary[column]["miou"] - b) / (t - b) if t != b else math.nan
 
 
+def own_baseline(s: dict, labels: dict[str, str], table_baseline: str | None) -> str:
+    """`` vs <label>`` when a summarised row is compared with another column than its table's baseline
+    (``Table.pairs``), else ``""``."""
+    base = s.get("baseline")
+    return f" vs {labels.get(base, base)}" if base is not None and base != table_baseline else ""
+
+
 def _diff_cell(s: dict, labels: dict[str, str], table_baseline: str | None) -> str:
-    """The paired difference of a row, naming its own baseline when it is not the table's (``Table.pairs``)."""
+    """The paired difference of a row, naming its own baseline when it is not the table's."""
     d = s.get("diff_vs_baseline")
     if d is None:
         return "–"
-    base = s.get("baseline")
-    against = f" vs {labels.get(base, base)}" if base is not None and base != table_baseline else ""
+    against = own_baseline(s, labels, table_baseline)
     if d["ci95"] is None:
         return f"{d['mean']:+.1f}{against} (1 seed: no interval)"
     lo, hi = d["ci95"]

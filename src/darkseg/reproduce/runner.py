@@ -12,7 +12,7 @@ from pathlib import Path
 from darkseg.config import ExperimentConfig, load_config
 from darkseg.engine.distributed import barrier, is_main_process
 from darkseg.engine.profile import profile
-from darkseg.engine.runner import config_changes, evaluate_config, evaluation_only, read_run_config, train
+from darkseg.engine.runner import config_diff, evaluate_config, evaluation_only, read_run_config, train
 from darkseg.errors import ConfigError
 from darkseg.fileio import atomic_write_bytes
 from darkseg.reproduce.tables import Column, Suite, order_runs
@@ -118,7 +118,7 @@ def run_one(plan: Plan, run: Column, seed: int, progress: Progress, export: bool
     trained = False
     saved = run_dir / "config.yaml"
     made_with = read_run_config(saved) if saved.is_file() else cfg
-    changed = config_changes(saved, cfg) if saved.is_file() else []
+    changed = config_diff(made_with, cfg)
     # Keys that do not change the weights (threads, DDP flags, logging, ...) may differ; so may the evaluation
     # settings, unless the run's export (made with them) exists: the run is reused and only its evaluation is redone.
     exported = run.export is not None and (run_dir / EXPORT_DONE).is_file()
@@ -139,9 +139,10 @@ def run_one(plan: Plan, run: Column, seed: int, progress: Progress, export: bool
         barrier()
     scored_by = _score_name(run.score)
     cached = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
+    # a cache without "eval" (an older version's) was made with the settings of the run's own config.yaml
     if cached is None or cached.get("scored_by", "eval") != scored_by or (
             run.score is None and cached.get("split") != split) or (
-            cached.get("eval", eval_settings(made_with)) != eval_settings(cfg)):  # older caches: the run's own
+            cached.get("eval", eval_settings(made_with)) != eval_settings(cfg)):
         if run.score is None:
             metrics = {"split": split, **evaluate_config(cfg, None, split, progress=False).to_dict()}
         else:
