@@ -34,11 +34,12 @@ class ConfusionMatrix:
         pred = pred.reshape(-1).to("cpu", torch.int64)
         target = target.reshape(-1).to("cpu", torch.int64)
         valid = target != self.ignore_index
-        if (target[valid] >= self.num_classes).any() or (target[valid] < 0).any():
+        target, pred = target[valid], pred[valid]
+        if target.numel() and (int(target.min()) < 0 or int(target.max()) >= self.num_classes):
             raise ValueError(f"ground-truth label outside [0, {self.num_classes}) and not {self.ignore_index}")
-        if (pred[valid] >= self.num_classes).any() or (pred[valid] < 0).any():
+        if pred.numel() and (int(pred.min()) < 0 or int(pred.max()) >= self.num_classes):
             raise ValueError(f"predicted label outside [0, {self.num_classes})")
-        idx = target[valid] * self.num_classes + pred[valid]
+        idx = target * self.num_classes + pred
         self.mat += torch.bincount(idx, minlength=self.num_classes**2).reshape(self.num_classes, self.num_classes)
 
     def merge(self, other: torch.Tensor) -> None:

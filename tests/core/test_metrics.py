@@ -55,3 +55,10 @@ def test_ignore_and_bad_labels():
     assert int(cm.mat.sum()) == 2
     with pytest.raises(ValueError, match="outside"):
         cm.update(torch.tensor([0]), torch.tensor([7]))
+    with pytest.raises(ValueError, match="predicted label outside"):
+        cm.update(torch.tensor([0, 3]), torch.tensor([1, 1]))
+    with pytest.raises(ValueError, match="ground-truth label outside"):
+        cm.update(torch.tensor([0, 0]), torch.tensor([1, -1]))
+    cm.update(torch.tensor([9, -4]), torch.tensor([255, 255]))  # ignored pixels are not checked
+    cm.update(torch.tensor([], dtype=torch.long), torch.tensor([], dtype=torch.long))
+    assert int(cm.mat.sum()) == 2

@@ -18,6 +18,7 @@ from darkseg.data.io import write_palette_png
 from darkseg.engine.distributed import DistEnv
 from darkseg.engine.evaluator import iterate_samples, uses_depth
 from darkseg.metrics import IGNORE_INDEX, segmentation_metrics
+from darkseg.models.ops.argmax import class_argmax
 
 if TYPE_CHECKING:
     from darkseg.config import ExperimentConfig
@@ -58,7 +59,7 @@ def class_maps(model: nn.Module, image: torch.Tensor, labels: torch.Tensor, dept
 def pseudo_mask(fg: torch.Tensor, threshold: float) -> torch.Tensor:
     """Label map: argmax over [threshold, fg maps] (background wins where no class exceeds the threshold)."""
     bg = torch.full_like(fg[:1], threshold)
-    return torch.cat([bg, fg]).argmax(0)
+    return class_argmax(torch.cat([bg, fg]), 0)
 
 
 def threshold_confusions(fg: torch.Tensor, mask: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
@@ -70,7 +71,8 @@ def threshold_confusions(fg: torch.Tensor, mask: torch.Tensor, thresholds: torch
     if gt.numel() and (int(gt.min()) < 0 or int(gt.max()) >= num_classes):
         raise ValueError(f"ground-truth label outside [0, {num_classes}) and not {IGNORE_INDEX}")
     maps = fg.reshape(num_classes - 1, -1)[:, valid]
-    top, cls = maps.amax(0), maps.argmax(0) + 1
+    top, cls = maps.max(0)
+    cls = cls + 1
     below = torch.searchsorted(thresholds.to(fg.dtype).contiguous(), top.contiguous())  # thresholds < each pixel
     n = len(thresholds) + 1
     as_bg = torch.bincount(below * num_classes + gt, minlength=n * num_classes).view(n, num_classes)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from darkseg.engine.config import InferenceConfig
+from darkseg.models.ops.argmax import class_argmax
 
 
 def _versions(x: torch.Tensor, scales: list[float], flip: bool, mode: str) -> list[tuple[torch.Tensor, bool]]:
@@ -145,7 +146,7 @@ def labels_from_probs(probs: torch.Tensor, images: torch.Tensor | None, cfg: Inf
     """Argmax label maps (B, H, W), after the test-time re-weighting and the dense CRF when configured."""
     probs = reweight_probs(probs, cfg)
     if cfg.crf is None:
-        return probs.argmax(1)
+        return class_argmax(probs)
     from darkseg.models.ops.crf import dense_crf
 
     if images is None:
@@ -156,5 +157,5 @@ def labels_from_probs(probs: torch.Tensor, images: torch.Tensor | None, cfg: Inf
         q = p.clamp_min(1e-8)
         q = (q / q.sum(0, keepdim=True)).cpu().numpy().astype(np.float32)
         refined = dense_crf(np.ascontiguousarray(rgb), q, **cfg.crf.model_dump())
-        out.append(torch.from_numpy(refined).argmax(0))
+        out.append(class_argmax(torch.from_numpy(refined), 0))
     return torch.stack(out).to(probs.device)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from darkseg.align.warp import warp_by_flow
+from darkseg.models.ops.argmax import class_argmax
 from darkseg.schema import StrictModel
 
 IGNORE_INDEX = 255
@@ -80,7 +81,7 @@ def day_pair_labels(
     if weights is not None:
         w = weights.view(1, -1, 1, 1).to(fused)
         fused, night_prob = fused * w, night_prob * w
-    fused_label, night_label = fused.argmax(1), night_prob.argmax(1)
+    fused_label, night_label = class_argmax(fused), class_argmax(night_prob)
     static = torch.zeros(fused.shape[1], dtype=torch.bool, device=fused.device)
     static[torch.as_tensor(list(static_ids), dtype=torch.long, device=fused.device)] = True
     return torch.where(ok & static[fused_label], fused_label, night_label)
@@ -92,7 +93,7 @@ def pseudo_labels(
     """Pseudo label: argmax over all classes of w ⊙ F'_td (Eq. 2 applied to the fusion of Eq. 10); pixels that win a
     dynamic class, or are warped holes, are 255. Returned as indices into ``static_ids`` (B×H×W, int64)."""
     scores = fused * weights.view(1, -1, 1, 1).to(fused) if weights is not None else fused
-    label = scores.argmax(1)
+    label = class_argmax(scores)
     lookup = torch.full((fused.shape[1],), IGNORE_INDEX, dtype=torch.long, device=fused.device)
     lookup[torch.as_tensor(list(static_ids), dtype=torch.long, device=fused.device)] = torch.arange(
         len(static_ids), device=fused.device)

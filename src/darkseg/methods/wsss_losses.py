@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from pydantic import Field, PositiveInt
 
 from darkseg.metrics import IGNORE_INDEX
+from darkseg.models.ops.argmax import class_argmax
 from darkseg.schema import StrictModel
 
 
@@ -50,7 +51,7 @@ def pseudo_labels(
     thresh = torch.maximum(peak * cut, torch.full_like(peak, floor))
     above = refined > thresh[:, :, None, None]
     count = above.sum(1)
-    label = above.to(torch.uint8).argmax(1)
+    label = class_argmax(above.to(torch.uint8))
     label[count != 1] = IGNORE_INDEX
     return label.long()
 
