@@ -4,8 +4,13 @@ import argparse
 import json
 from pathlib import Path
 
+import pytest
+import torch
+
 from darkseg.cli import main
-from darkseg.reproduce.jobs import child_argv, seed_shares
+from darkseg.errors import ConfigError
+from darkseg.reproduce import jobs
+from darkseg.reproduce.jobs import child_argv, resolve_jobs, seed_shares
 
 
 def test_seeds_are_dealt_round_robin_without_empty_shares():
@@ -13,18 +18,34 @@ def test_seeds_are_dealt_round_robin_without_empty_shares():
     assert seed_shares((0, 1), 4) == [(0,), (1,)]
 
 
+def test_auto_jobs_is_one_process_per_seed_up_to_the_cpus_and_one_with_cuda(monkeypatch):
+    monkeypatch.setattr(jobs, "available_cpus", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert [resolve_jobs("auto", n) for n in (1, 2, 5)] == [1, 2, 2]
+    assert resolve_jobs("3", 5) == 3
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert resolve_jobs("auto", 5) == 1
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_jobs("auto", 5) == 1
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(ConfigError, match="--jobs"):
+            resolve_jobs(bad, 2)
+
+
 def test_a_job_repeats_the_users_arguments_for_its_seeds():
     args = argparse.Namespace(paper="plda", overrides=["a=1"], suite="scenes", configs=None, data_root="d",
                               eval_data_root=None, split=None, ablation=["table-6", "table-6"], quick=True)
     assert child_argv(args, Path("o"), (1, 3), ["train.threads=1"]) == [
         "reproduce", "plda", "a=1", "train.threads=1", "--suite", "scenes", "--out", "o", "--seeds", "1,3",
-        "--runs-only", "--data-root", "d", "--ablation", "table-6", "--quick"]
+        "--jobs", "1", "--runs-only", "--data-root", "d", "--ablation", "table-6", "--quick"]
 
 
 def test_two_processes_reproduce_the_one_process_suite(tmp_path, tiny, capsys):
     common = ["dgkd-wlss", "--suite", "scenes", "--quick", "--seeds", "0,1", *tiny, "train.iterations=2",
               "train.val_every=0"]
-    assert main(["reproduce", *common, "--out", str(tmp_path / "one")]) == 0
+    assert main(["reproduce", *common, "--out", str(tmp_path / "one"), "--jobs", "1"]) == 0
     assert main(["reproduce", *common, "--out", str(tmp_path / "two"), "--jobs", "2"]) == 0
     printed = capsys.readouterr().out
     assert "in 2 processes" in printed

@@ -75,7 +75,7 @@ def test_tiny_suite_writes_results_with_paired_intervals(paper, tmp_path, capsys
     out = tmp_path / "out"
     configs = _tiny_configs(tmp_path, paper, root)
     assert main(["reproduce", paper, "--suite", "scenes", "--seeds", "0,1", "--out", str(out),
-                 "--configs", str(configs)]) == 0
+                 "--configs", str(configs), "--jobs", "1"]) == 0
     results = json.loads((out / "results.json").read_text())
     keys = [c.key for c in PAPERS[paper].suites["scenes"].main.columns]
     assert list(results["columns"]) == keys

@@ -37,9 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", help="dataset root of the real-data suites (sets data.root)")
     parser.add_argument("--eval-data-root", help="evaluation dataset root of voc-lis (the LIS folder)")
     parser.add_argument("--split", help="evaluation split (default: each config's eval.split)")
-    parser.add_argument("--jobs", type=int, default=1,
+    parser.add_argument("--jobs", default="auto",
                         help="train the seeds in this many processes at once, each with train.threads = CPUs / jobs "
-                             "(unless set); e.g. --jobs 2 on 2 cores. Per-seed numbers depend on the thread count")
+                             "(unless set); auto (default): one per seed up to the CPU count without CUDA, 1 with "
+                             "CUDA. Per-seed numbers depend on the thread count")
     parser.add_argument("--runs-only", action="store_true", help=argparse.SUPPRESS)  # a --jobs process: no report
 
 
@@ -110,8 +111,9 @@ def run(args: argparse.Namespace) -> int:
             suite.quick_seeds if args.quick else suite.default_seeds)
     except ValueError:
         raise ConfigError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
-    if args.jobs < 1:
-        raise ConfigError(f"--jobs {args.jobs}: give a positive number of processes")
+    from darkseg.reproduce.jobs import resolve_jobs
+
+    jobs = resolve_jobs(args.jobs, len(seeds))
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds {args.seeds}: a seed is repeated; paired statistics need distinct seeds")
     out = args.out or Path(f"runs/reproduce-{paper.name}-{args.suite}{'-quick' if args.quick else ''}")
@@ -125,10 +127,10 @@ def run(args: argparse.Namespace) -> int:
             tables = [suite.main, *(suite.ablations[name] for name in dict.fromkeys(args.ablation))]
             suite.prepare(plan, tuple(dict.fromkeys(c.key for t in tables for c in t.columns)))
         barrier()
-    if args.jobs > 1 and len(seeds) > 1:
+    if jobs > 1 and len(seeds) > 1:
         from darkseg.reproduce.jobs import run_jobs
 
-        run_jobs(args, out, seeds, args.jobs)  # then every run below is reused
+        run_jobs(args, out, seeds, jobs)  # then every run below is reused
     main = run_plan(plan, tuple(c.key for c in suite.main.columns))
     labels = {k: c.label for k, c in suite.columns().items()}
     ablations = {}
