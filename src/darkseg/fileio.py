@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -31,3 +32,16 @@ def atomic_write(path: Path, write: Callable[[Path], None], fsync: bool = False)
 def atomic_write_bytes(path: Path, data: bytes, fsync: bool = False) -> None:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
     atomic_write(path, lambda tmp: tmp.write_bytes(data), fsync)
+
+
+@contextlib.contextmanager
+def cache_lock(cache: Path) -> Iterator[None]:
+    """Held while a process checks and makes the cache folder ``cache`` (a lock file ``.<name>.lock`` beside it), so
+    that processes started together (``reproduce --jobs`` lanes, two ``darkseg train`` commands) make it once: the
+    others wait, then find it complete. Blocks until the lock is free."""
+    from filelock import FileLock
+
+    cache = Path(cache)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(cache.parent / f".{cache.name}.lock"):
+        yield

@@ -220,3 +220,50 @@ def test_cli_tiny_generation(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "another config" in capsys.readouterr().err
     assert main(args + ["--size", "8"]) == 1
     assert "--size" in capsys.readouterr().err
+
+
+def test_processes_started_together_generate_the_cache_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two `--jobs` lanes (here: threads) asking for a missing benchmark at once: one generates, the other waits for
+    it and reuses the complete cache instead of regenerating over it."""
+    import threading
+
+    import darkseg.data.scenes as scenes
+
+    made, original = [], scenes.generate_scenes
+
+    def counted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        made.append(threading.get_ident())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(scenes, "generate_scenes", counted)
+    root = tmp_path / "scenes"
+    errors: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            ensure_scenes(root, TINY, progress=False, darken=halve)
+        except BaseException as err:  # noqa: BLE001 (reported below)
+            errors.append(err)
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(made) == 1
+    assert read_meta(root) is not None
+
+
+def test_ensure_generated_makes_a_builtin_benchmark_and_leaves_datasets_on_disk_alone(tmp_path: Path) -> None:
+    from darkseg.data.config import DataConfig
+    from darkseg.data.registry import ensure_generated
+
+    cfg = DataConfig(dataset="scenes", root=str(tmp_path / "scenes"), scenes=TINY)
+    ensure_generated(cfg)
+    assert read_meta(tmp_path / "scenes") is not None
+    before = files(tmp_path / "scenes")
+    ensure_generated(cfg)  # complete: reused as it is
+    assert files(tmp_path / "scenes") == before
+    ensure_generated(DataConfig(dataset="voc", root=str(tmp_path / "voc")))  # read from disk: nothing to make
+    assert not (tmp_path / "voc").exists()

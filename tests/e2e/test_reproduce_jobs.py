@@ -1,4 +1,4 @@
-"""`darkseg reproduce --jobs 2`: seeds trained in two processes give the one-process results, run for run."""
+"""`darkseg reproduce --jobs 2`: runs shared out between two processes give the one-process results, run for run."""
 
 import argparse
 import json
@@ -10,12 +10,7 @@ import torch
 from darkseg.cli import main
 from darkseg.errors import ConfigError
 from darkseg.reproduce import jobs
-from darkseg.reproduce.jobs import child_argv, resolve_jobs, seed_shares
-
-
-def test_seeds_are_dealt_round_robin_without_empty_shares():
-    assert seed_shares((0, 1, 2, 3, 4), 2) == [(0, 2, 4), (1, 3)]
-    assert seed_shares((0, 1), 4) == [(0,), (1,)]
+from darkseg.reproduce.jobs import child_argv, resolve_jobs
 
 
 def test_auto_jobs_is_one_process_per_seed_up_to_the_cpus_and_one_with_cuda(monkeypatch):
@@ -37,9 +32,10 @@ def test_auto_jobs_is_one_process_per_seed_up_to_the_cpus_and_one_with_cuda(monk
 def test_a_job_repeats_the_users_arguments_for_its_seeds():
     args = argparse.Namespace(paper="plda", overrides=["a=1"], suite="scenes", configs=None, data_root="d",
                               eval_data_root=None, split=None, ablation=["table-6", "table-6"], quick=True)
-    assert child_argv(args, Path("o"), (1, 3), ["train.threads=1"]) == [
+    assert child_argv(args, Path("o"), (1, 3), ["train.threads=1"], Path("o/jobs/claims")) == [
         "reproduce", "plda", "a=1", "train.threads=1", "--suite", "scenes", "--out", "o", "--seeds", "1,3",
-        "--jobs", "1", "--runs-only", "--data-root", "d", "--ablation", "table-6", "--quick"]
+        "--jobs", "1", "--runs-only", "--claims", "o/jobs/claims", "--data-root", "d", "--ablation", "table-6",
+        "--quick"]
 
 
 def test_two_processes_reproduce_the_one_process_suite(tmp_path, tiny, capsys):
@@ -49,7 +45,10 @@ def test_two_processes_reproduce_the_one_process_suite(tmp_path, tiny, capsys):
     assert main(["reproduce", *common, "--out", str(tmp_path / "two"), "--jobs", "2"]) == 0
     printed = capsys.readouterr().out
     assert "in 2 processes" in printed
-    assert sorted(p.name for p in (tmp_path / "two" / "jobs").iterdir()) == ["seeds-0.log", "seeds-1.log"]
+    jobs_dir = tmp_path / "two" / "jobs"
+    assert sorted(p.name for p in jobs_dir.glob("*.log")) == ["process-1.log", "process-2.log"]
+    done = sorted(p.name for p in (jobs_dir / "claims").glob("*.done"))  # every run once, by one of the processes
+    assert done == sorted(f"{k}-seed{s}.done" for k in ("teacher", "baseline", "dgkd", "dgkd_dgf2") for s in (0, 1))
     one, two = (json.loads((tmp_path / d / "results.json").read_text())["columns"] for d in ("one", "two"))
     assert set(one) == set(two) == {"teacher", "baseline", "dgkd", "dgkd_dgf2"}
     for key in one:  # train.threads=1 in both: every run is bit-identical

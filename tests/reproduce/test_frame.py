@@ -217,3 +217,41 @@ def test_summary_reports_the_quality_of_exported_pseudo_masks(tmp_path):
     lines = _pseudo_lines([("+DGKD +DGF2", summary["dgkd_dgf2"]), ("baseline", summary["baseline"])])
     assert any(line.startswith("- +DGKD +DGF2: 43.0 ± 4.2 (40.0 / 46.0), train split") for line in lines)
     assert not any("baseline" in line for line in lines)
+
+
+def test_processes_share_out_runs_once_each_and_after_what_they_need(tmp_path, monkeypatch):
+    """`reproduce --jobs`: processes (here threads) working through one plan take each (column, seed) run once, and
+    start a run only once the runs it needs (same seed) are finished, whoever trained those."""
+    import threading
+    import time
+
+    import darkseg.reproduce.runner as runner
+
+    teacher = Column("teacher", "T", "t.yaml")
+    student = Column("student", "S", "s.yaml")
+    distilled = Column("distilled", "D", "d.yaml", needs=(Need("teacher", "method.teacher.weights"),))
+    suite = Suite("toy", Table("toy table", (teacher, student, distilled)))
+    plan = Plan(suite, CONFIGS, tmp_path, (0, 1, 2), quick=False)
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    log, early, lock = [], [], threading.Lock()
+
+    def fake_run_one(plan, run, seed, progress, export=True):  # noqa: ANN001, ANN202
+        early.extend((run.key, seed) for need in run.needs
+                     if not (claims / f"{need.column}-seed{seed}.done").is_file())
+        with lock:
+            log.append((run.key, seed, threading.current_thread().name))
+        time.sleep(0.05 if run.key == "teacher" else 0.01)
+
+    monkeypatch.setattr(runner, "run_one", fake_run_one)
+    threads = [threading.Thread(target=runner.run_claimed, args=(plan, ("distilled", "student"), claims, 0.01),
+                                name=f"p{i}") for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    runs = sorted((key, seed) for key, seed, _ in log)
+    assert early == []
+    assert runs == sorted((k, s) for k in ("teacher", "student", "distilled") for s in (0, 1, 2))
+    assert {name for _, _, name in log} == {"p0", "p1"}  # both took a share
+    assert sorted(p.name for p in claims.glob("*.done")) == sorted(f"{k}-seed{s}.done" for k, s in runs)

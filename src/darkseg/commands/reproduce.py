@@ -42,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(unless set); auto (default): one per seed up to the CPU count without CUDA, 1 with "
                              "CUDA. Per-seed numbers depend on the thread count")
     parser.add_argument("--runs-only", action="store_true", help=argparse.SUPPRESS)  # a --jobs process: no report
+    parser.add_argument("--claims", type=Path, help=argparse.SUPPRESS)  # a --jobs process: where runs are claimed
 
 
 def _configs_dir(arg: Path | None) -> Path:
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from darkseg.errors import ConfigError
     from darkseg.reproduce.papers import PAPERS
     from darkseg.reproduce.report import write_report
-    from darkseg.reproduce.runner import Plan, run_plan
+    from darkseg.reproduce.runner import Plan, run_claimed, run_plan
 
     paper = PAPERS[args.paper]
     if args.suite not in paper.suites:
@@ -120,24 +121,30 @@ def run(args: argparse.Namespace) -> int:
     plan = Plan(suite, _configs_dir(args.configs), out, seeds, args.quick, overrides, args.split)
     command = "darkseg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     t0 = time.perf_counter()
+    tables = [suite.main, *(suite.ablations[name] for name in dict.fromkeys(args.ablation))]
+    keys = tuple(dict.fromkeys(c.key for t in tables for c in t.columns))
     if suite.prepare is not None:
         from darkseg.engine.distributed import barrier
 
         if is_main_process():
-            tables = [suite.main, *(suite.ablations[name] for name in dict.fromkeys(args.ablation))]
-            suite.prepare(plan, tuple(dict.fromkeys(c.key for t in tables for c in t.columns)))
+            suite.prepare(plan, keys)
         barrier()
-    if jobs > 1 and len(seeds) > 1:
-        from darkseg.reproduce.jobs import run_jobs
+    for table in tables:  # inputs a table needs (e.g. depth maps) are checked before any training
+        if table.check is not None:
+            table.check(plan, table)
+    if args.claims is not None:  # a --jobs process: its share of the runs, then the calling process reports
+        run_claimed(plan, keys, args.claims)
+        return 0
+    if jobs > 1:
+        from darkseg.reproduce.jobs import generate_data, run_jobs
 
+        generate_data(plan, keys)
         run_jobs(args, out, seeds, jobs)  # then every run below is reused
     main = run_plan(plan, tuple(c.key for c in suite.main.columns))
     labels = {k: c.label for k, c in suite.columns().items()}
     ablations = {}
     for name in dict.fromkeys(args.ablation):
         table = suite.ablations[name]
-        if table.check is not None:
-            table.check(plan, table)
         res = run_plan(plan, tuple(c.key for c in table.columns))
         ablations[name] = {c.key: res[c.key] for c in table.columns}
     if args.runs_only or not is_main_process():

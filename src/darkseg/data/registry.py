@@ -34,6 +34,8 @@ class DatasetSpec:
     build: Builder
     static: Callable[[DataConfig], tuple[str, ...]] = lambda cfg: ()
     """Classes that stay in place between a day image and its night pair (static-class losses of adaptation)."""
+    generate: Callable[[DataConfig], Path] | None = None
+    """Makes (or reuses) the files of a generated dataset, the built-in benchmarks; None for datasets read from disk."""
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -52,6 +54,15 @@ def build_dataset(
 ) -> SegmentationDataset:
     """The ``split`` of the configured dataset, loading only ``views``."""
     return DATASETS.get(cfg.dataset, "data.dataset").build(cfg, split, views, transform)
+
+
+def ensure_generated(cfg: DataConfig) -> None:
+    """Make the files of a generated dataset (a built-in benchmark) and of its target domain if they are not there
+    yet, e.g. once before parallel processes read them; datasets read from disk need nothing."""
+    for data in (cfg, cfg.target):
+        spec = None if data is None else DATASETS.get(data.dataset, "data.dataset")
+        if spec is not None and spec.generate is not None:
+            spec.generate(data)
 
 
 def build_target(
@@ -100,13 +111,14 @@ def _voc(cfg: DataConfig, split: str, views: Sequence[str], transform: Transform
     ), cfg, split, views)
 
 
+def _make_scenes(cfg: DataConfig) -> Path:
+    check_tree(Path(cfg.root), "scenes")  # the tree check too runs once, before the generator writes anything
+    return ensure_scenes(Path(cfg.root), cfg.scenes)
+
+
 def _scenes(cfg: DataConfig, split: str, views: Sequence[str], transform: Transform | None) -> SegmentationDataset:
     """The built-in benchmark, generated on first use (by rank 0 only when running under torchrun)."""
-    def generate() -> Path:  # the tree check too runs once, before the generator writes anything
-        check_tree(Path(cfg.root), "scenes")
-        return ensure_scenes(Path(cfg.root), cfg.scenes)
-
-    root = _generate_once(generate)
+    root = _generate_once(lambda: _make_scenes(cfg))
     return _check_train_masks(VOCDataset(root, split, views, transform, class_names=SCENES_CLASSES,
                                          mask_dir=_mask_dir(cfg, split)), cfg, split, views)
 
@@ -143,10 +155,14 @@ def _folder(cfg: DataConfig, split: str, views: Sequence[str], transform: Transf
                          keep_unaligned=cfg.align_failed == "keep")
 
 
+def _make_scenes_daynight(cfg: DataConfig) -> Path:
+    return scenes_daynight.ensure(Path(cfg.root), cfg.scenes_daynight)
+
+
 def _scenes_daynight(cfg: DataConfig, split: str, views: Sequence[str],
                      transform: Transform | None) -> SegmentationDataset:
     """The built-in day→night benchmark (a folder dataset), generated on first use."""
-    root = _generate_once(lambda: scenes_daynight.ensure(Path(cfg.root), cfg.scenes_daynight))
+    root = _generate_once(lambda: _make_scenes_daynight(cfg))
     return FolderDataset(root, split, views, transform, _align_dir(cfg, split), cfg.align_flow, "scenes_daynight",
                          keep_unaligned=cfg.align_failed == "keep")
 
@@ -172,7 +188,7 @@ def _converted(classes: tuple[str, ...], command: str) -> Builder:
 
 
 DATASETS.register("voc")(DatasetSpec(_voc_classes, _voc))
-DATASETS.register("scenes")(DatasetSpec(lambda cfg: SCENES_CLASSES, _scenes))
+DATASETS.register("scenes")(DatasetSpec(lambda cfg: SCENES_CLASSES, _scenes, generate=_make_scenes))
 DATASETS.register("lis")(DatasetSpec(lambda cfg: LIS_CLASSES, _lis))
 DATASETS.register("coco")(DatasetSpec(lambda cfg: COCO_CLASSES, _converted(COCO_CLASSES, "darkseg data coco")))
 DATASETS.register("cocostuff10k_voc")(DatasetSpec(lambda cfg: VOC_CLASSES,
@@ -185,6 +201,6 @@ DATASETS.register("nighttime_driving")(DatasetSpec(_CITY, _night(night_sets.nigh
 DATASETS.register("bdd100k_night")(DatasetSpec(_CITY, _night(night_sets.bdd100k_night, False), _STATIC))
 DATASETS.register("nightcity")(DatasetSpec(_CITY, _night(night_sets.nightcity, False), _STATIC))
 DATASETS.register("scenes_daynight")(DatasetSpec(lambda cfg: scenes_daynight.CLASSES, _scenes_daynight,
-                                                 lambda cfg: scenes_daynight.STATIC_CLASSES))
+                                                 lambda cfg: scenes_daynight.STATIC_CLASSES, _make_scenes_daynight))
 DATASETS.register("folder")(DatasetSpec(lambda cfg: tuple(read_spec(Path(cfg.root)).classes), _folder,
                                         lambda cfg: tuple(read_spec(Path(cfg.root)).static_classes)))

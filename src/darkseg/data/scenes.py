@@ -54,7 +54,7 @@ from pydantic import Field
 from darkseg.data import scenes_render as R
 from darkseg.data.io import write_palette_png
 from darkseg.errors import DataError
-from darkseg.fileio import atomic_write_bytes
+from darkseg.fileio import atomic_write_bytes, cache_lock
 from darkseg.schema import StrictModel
 
 SCENES_VERSION = 1
@@ -369,6 +369,11 @@ def ensure_scenes(root: Path, cfg: ScenesConfig, progress: bool = True, darken: 
     """
     root = Path(root)
     darken = default_darkener(cfg.lowlight_preset) if darken is None else darken
+    with cache_lock(root):
+        return _ensure_scenes(root, cfg, progress, darken)
+
+
+def _ensure_scenes(root: Path, cfg: ScenesConfig, progress: bool, darken: Darkener) -> Path:
     meta = read_meta(root)
     if meta is not None:
         wanted = json.loads(json.dumps(cfg.identity()))

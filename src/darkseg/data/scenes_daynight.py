@@ -35,7 +35,7 @@ from darkseg.data.cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from darkseg.data.io import write_palette_png
 from darkseg.data.scenes import Darkener, darkener_name
 from darkseg.errors import DataError
-from darkseg.fileio import atomic_write_bytes
+from darkseg.fileio import atomic_write_bytes, cache_lock
 from darkseg.schema import StrictModel
 
 VERSION = 1
@@ -235,6 +235,11 @@ def ensure(root: Path, cfg: DayNightConfig, darken: Darkener | None = None, prog
     """
     root = Path(root)
     darken = default_darkener(cfg) if darken is None else darken
+    with cache_lock(root):
+        return _ensure(root, cfg, darken, progress, force)
+
+
+def _ensure(root: Path, cfg: DayNightConfig, darken: Darkener, progress: bool, force: bool) -> Path:
     meta = read_meta(root)
     if meta is not None and not force:
         if meta.get("config") != cfg.model_dump(mode="json"):

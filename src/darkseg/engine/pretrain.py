@@ -29,7 +29,7 @@ from darkseg.config import ExperimentConfig
 from darkseg.engine.checkpoint import prefixed, save_weights
 from darkseg.engine.runner import changes_weights, config_changes, flatten_config, train
 from darkseg.errors import ConfigError
-from darkseg.fileio import atomic_write_bytes
+from darkseg.fileio import atomic_write_bytes, cache_lock
 from darkseg.models.weights import read_weights
 
 log = logging.getLogger(__name__)
@@ -77,10 +77,16 @@ def _move_aside(run_dir: Path) -> Path:
 
 
 def ensure_backbone(cfg: ExperimentConfig, force: bool = False) -> Pretrained:
-    """Train (or reuse, or resume) the pretraining run of ``cfg`` and export its backbone; see the module doc."""
+    """Train (or reuse, or resume) the pretraining run of ``cfg`` and export its backbone; see the module doc. One
+    process at a time per run folder (``cache_lock``): another one started meanwhile waits, then reuses it."""
     if cfg.method.name != "cam":
         raise ConfigError(f"method.name: backbone pretraining trains the plain CAM classifier ('cam'), not "
                           f"{cfg.method.name!r}; start from configs/pretrain/scenes_pretrain_wideresnet38.yaml")
+    with cache_lock(cfg.run_dir()):
+        return _ensure_backbone(cfg, force)
+
+
+def _ensure_backbone(cfg: ExperimentConfig, force: bool) -> Pretrained:
     t0 = time.perf_counter()
     run_dir = cfg.run_dir()
     saved = run_dir / "config.yaml"

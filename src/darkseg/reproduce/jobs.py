@@ -1,9 +1,10 @@
-"""``darkseg reproduce --jobs N``: the suite's seeds trained in N processes at once, each on its share of the cores
+"""``darkseg reproduce --jobs N``: the suite's runs trained in N processes at once, each on its share of the cores
 (default ``auto``: one per seed up to the CPU count on a machine without CUDA).
 
-Each process is the same ``darkseg reproduce`` command on a subset of the seeds (round robin) with ``--runs-only``,
-so every run lands where the one-process command puts it; the calling process then aggregates them as a normal
-rerun does (every run reused). On a small CPU, N one-thread processes train the suite's many small runs faster than
+Each process is the same ``darkseg reproduce`` command with ``--runs-only`` and a claims folder: the processes take
+the runs (column, seed) in plan order, each run once, a run after the runs it needs (``runner.run_claimed``), so
+every run lands where the one-process command puts it; the calling process then aggregates them as a normal rerun
+does (every run reused). On a small CPU, N one-thread processes train the suite's many small runs faster than
 one process whose convolutions are split over N threads.
 """
 
@@ -11,14 +12,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from darkseg.engine.runner import available_cpus
 from darkseg.errors import ConfigError, DarksegError
+
+if TYPE_CHECKING:
+    from darkseg.reproduce.runner import Plan
 
 
 def resolve_jobs(value: str, num_seeds: int) -> int:
@@ -41,11 +47,6 @@ def resolve_jobs(value: str, num_seeds: int) -> int:
     return jobs
 
 
-def seed_shares(seeds: tuple[int, ...], jobs: int) -> list[tuple[int, ...]]:
-    """Seeds dealt round robin to at most ``jobs`` processes (no empty share)."""
-    return [share for share in (seeds[i::jobs] for i in range(jobs)) if share]
-
-
 def threads_per_job(jobs: int, overrides: list[str]) -> list[str]:
     """``train.threads`` for each process (CPUs ÷ processes, at least 1) unless the user set it."""
     if any(o.startswith("train.threads=") for o in overrides):
@@ -53,10 +54,12 @@ def threads_per_job(jobs: int, overrides: list[str]) -> list[str]:
     return [f"train.threads={max(1, available_cpus() // jobs)}"]
 
 
-def child_argv(args: argparse.Namespace, out: Path, seeds: tuple[int, ...], extra: list[str]) -> list[str]:
-    """The ``darkseg reproduce`` command line of one share: the user's arguments for these seeds, ``--runs-only``."""
+def child_argv(args: argparse.Namespace, out: Path, seeds: tuple[int, ...], extra: list[str], claims: Path
+               ) -> list[str]:
+    """The ``darkseg reproduce`` command line of one process: the user's arguments, every seed, ``--runs-only`` and
+    the claims folder through which the processes share out the runs."""
     argv = ["reproduce", args.paper, *args.overrides, *extra, "--suite", args.suite, "--out", str(out),
-            "--seeds", ",".join(map(str, seeds)), "--jobs", "1", "--runs-only"]
+            "--seeds", ",".join(map(str, seeds)), "--jobs", "1", "--runs-only", "--claims", str(claims)]
     for flag, value in (("--configs", args.configs), ("--data-root", args.data_root),
                         ("--eval-data-root", args.eval_data_root), ("--split", args.split)):
         if value is not None:
@@ -66,34 +69,60 @@ def child_argv(args: argparse.Namespace, out: Path, seeds: tuple[int, ...], extr
     return [*argv, "--quick"] if args.quick else argv
 
 
+def generate_data(plan: Plan, keys: tuple[str, ...]) -> None:
+    """The generated datasets (built-in benchmarks) that the runs of ``keys`` read, made here once before the job
+    processes start: otherwise they all find them missing, and one makes them while the others wait for it
+    (``fileio.cache_lock``)."""
+    from darkseg.data.registry import ensure_generated
+
+    columns = plan.suite.columns()
+    seen: set[str] = set()
+    for key in keys:
+        cfg = plan.config(columns[key], plan.seeds[0])
+        for data in (cfg.data, cfg.eval.data):
+            if data is not None and (ident := data.model_dump_json()) not in seen:
+                seen.add(ident)
+                ensure_generated(data)
+
+
+def _stop(procs: list[tuple[Path, subprocess.Popen]]) -> None:
+    """Interrupt the processes still running (each stops at its next iteration and keeps its checkpoints)."""
+    for _, p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    for _, p in procs:
+        p.wait()
+
+
 def run_jobs(args: argparse.Namespace, out: Path, seeds: tuple[int, ...], jobs: int) -> None:
-    """Train every run of the suite (output folder ``out``) in ``jobs`` processes; raise on a failed or interrupted
-    process."""
+    """Train every run of the suite (output folder ``out``) in ``jobs`` processes that share out the runs
+    (``runner.run_claimed``); when one fails or is interrupted, stop the others and raise."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("--jobs: not under torchrun (the ranks already share the work); drop --jobs")
     logs = out / "jobs"
-    logs.mkdir(parents=True, exist_ok=True)
+    claims = logs / "claims"
+    shutil.rmtree(claims, ignore_errors=True)  # no process is running: claims of an earlier, stopped call are stale
+    claims.mkdir(parents=True)
     extra = threads_per_job(jobs, args.overrides)
-    procs = []
-    for share in seed_shares(seeds, jobs):
-        log = logs / f"seeds-{'-'.join(map(str, share))}.log"
-        cmd = [sys.executable, "-m", "darkseg", *child_argv(args, out, share, extra)]
+    procs: list[tuple[Path, subprocess.Popen]] = []
+    for i in range(1, jobs + 1):
+        log = logs / f"process-{i}.log"
+        cmd = [sys.executable, "-m", "darkseg", *child_argv(args, out, seeds, extra, claims)]
         with log.open("w") as f:
-            procs.append((share, log, subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)))
-    print(f"training seeds {' | '.join(','.join(map(str, s)) for s, _, _ in procs)} in {len(procs)} processes"
+            procs.append((log, subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)))
+    print(f"training seeds {','.join(map(str, seeds))} in {jobs} processes that share out the runs"
           f"{' (' + extra[0] + ' each)' if extra else ''}; logs: {logs}", flush=True)
     try:
-        while any(p.poll() is None for _, _, p in procs):
+        while any(p.poll() is None for _, p in procs):
+            if any(p.poll() not in (None, 0) for _, p in procs):
+                break  # the others may wait for a run the failed process had claimed
             time.sleep(2)
     except KeyboardInterrupt:
-        for _, _, p in procs:  # each process stops at its next iteration and keeps its checkpoints
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for _, _, p in procs:
-            p.wait()
+        _stop(procs)
         raise
-    failed = [(s, log, p.returncode) for s, log, p in procs if p.returncode != 0]
+    failed = [(log, p.returncode) for log, p in procs if p.poll() not in (None, 0)]  # before the others are stopped
+    _stop(procs)
     if failed:
-        share, log, rc = failed[0]
-        raise DarksegError(f"--jobs: the process of seeds {','.join(map(str, share))} failed (exit {rc}); its output "
-                          f"is in {log}; rerun the same command to continue (finished runs are reused)")
+        log, rc = failed[0]
+        raise DarksegError(f"--jobs: a process failed (exit {rc}); its output is in {log}; rerun the same command to "
+                           "continue (finished runs are reused)")

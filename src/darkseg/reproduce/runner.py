@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,3 +172,39 @@ def run_plan(plan: Plan, wanted: tuple[str, ...]) -> dict[str, list[RunResult]]:
         for run in ordered:
             results[run.key].append(run_one(plan, run, seed, progress, export=run.key in needed))
     return results
+
+
+def claim(path: Path) -> bool:
+    """Create ``path`` if no process has (atomically, ``O_EXCL``): True for the one process that created it."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
+def run_claimed(plan: Plan, wanted: tuple[str, ...], claims: Path, poll: float = 2.0) -> None:
+    """This process's share of the runs of ``wanted`` × seeds when several processes work through one plan
+    (``reproduce --jobs``). In plan order (per seed, needed columns first), it takes the first run no process has
+    claimed whose needed runs of the same seed are finished, and claims it by creating ``claims/<key>-seed<s>``;
+    when every unclaimed run waits for a run another process is training, it waits. ``<claim>.done`` marks a finished
+    run (trained, exported when a column of the plan needs it, evaluated). So the processes share out runs, not
+    seeds: five seeds on two processes keep both busy to the end."""
+    ordered = order_runs(plan.suite.columns(), wanted)
+    needed = {need.column for run in ordered for need in run.needs}
+    pending = [(run, seed) for seed in plan.seeds for run in ordered]
+    progress = Progress(len(pending))
+    while pending:
+        ready = next((i for i, (run, seed) in enumerate(pending)
+                      if (claims / f"{run.key}-seed{seed}").exists()
+                      or all((claims / f"{n.column}-seed{seed}.done").is_file() for n in run.needs)), None)
+        if ready is None:
+            time.sleep(poll)
+            continue
+        run, seed = pending.pop(ready)
+        name = claims / f"{run.key}-seed{seed}"
+        if not claim(name):  # another process trains it
+            progress.finish(0.0, False)
+            continue
+        run_one(plan, run, seed, progress, export=run.key in needed)
+        atomic_write_bytes(name.with_name(name.name + ".done"), b"")
