@@ -70,12 +70,14 @@ class Plan:
 class Progress:
     """Console progress of the whole suite: which run, how many left, and an ETA from the runs trained so far."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, eta: bool = True) -> None:
         self.total, self.done, self.trained, self.spent = total, 0, 0, 0.0
         self.t0 = time.perf_counter()
+        self.eta = eta  # False where other processes share the remaining runs
 
     def start(self, what: str) -> None:
-        eta = f", ETA ≤ {_fmt(self.spent / self.trained * (self.total - self.done))}" if self.trained else ""
+        eta = (f", ETA ≤ {_fmt(self.spent / self.trained * (self.total - self.done))}"
+               if self.trained and self.eta else "")
         print(f"[{self.done + 1}/{self.total}] {what} (elapsed {_fmt(time.perf_counter() - self.t0)}{eta})",
               flush=True)
 
@@ -193,7 +195,7 @@ def run_claimed(plan: Plan, wanted: tuple[str, ...], claims: Path, poll: float =
     ordered = order_runs(plan.suite.columns(), wanted)
     needed = {need.column for run in ordered for need in run.needs}
     pending = [(run, seed) for seed in plan.seeds for run in ordered]
-    progress = Progress(len(pending))
+    progress = Progress(len(pending), eta=False)
     while pending:
         ready = next((i for i, (run, seed) in enumerate(pending)
                       if (claims / f"{run.key}-seed{seed}").exists()
