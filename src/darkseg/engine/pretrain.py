@@ -16,6 +16,7 @@ with one line unless ``force`` is given, which moves it aside (never deletes it)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -27,6 +28,7 @@ import yaml
 
 from darkseg.config import ExperimentConfig
 from darkseg.engine.checkpoint import prefixed, save_weights
+from darkseg.engine.distributed import is_main_process
 from darkseg.engine.runner import changes_weights, config_changes, flatten_config, train
 from darkseg.errors import ConfigError
 from darkseg.fileio import atomic_write_bytes, cache_lock
@@ -78,11 +80,12 @@ def _move_aside(run_dir: Path) -> Path:
 
 def ensure_backbone(cfg: ExperimentConfig, force: bool = False) -> Pretrained:
     """Train (or reuse, or resume) the pretraining run of ``cfg`` and export its backbone; see the module doc. One
-    process at a time per run folder (``cache_lock``): another one started meanwhile waits, then reuses it."""
+    command at a time per run folder (``cache_lock``, held by rank 0 under torchrun, whose ranks train together):
+    another one started meanwhile waits, then reuses it."""
     if cfg.method.name != "cam":
         raise ConfigError(f"method.name: backbone pretraining trains the plain CAM classifier ('cam'), not "
                           f"{cfg.method.name!r}; start from configs/pretrain/scenes_pretrain_wideresnet38.yaml")
-    with cache_lock(cfg.run_dir()):
+    with cache_lock(cfg.run_dir()) if is_main_process() else contextlib.nullcontext():
         return _ensure_backbone(cfg, force)
 
 
