@@ -53,3 +53,35 @@ def test_two_processes_reproduce_the_one_process_suite(tmp_path, tiny, capsys):
     assert set(one) == set(two) == {"teacher", "baseline", "dgkd", "dgkd_dgf2"}
     for key in one:  # train.threads=1 in both: every run is bit-identical
         assert two[key]["miou_per_seed"] == one[key]["miou_per_seed"], key
+
+
+def test_a_failed_process_stops_the_others_and_is_named(tmp_path, monkeypatch):
+    """The others may wait for a run the failed process had claimed: they are interrupted, and the error names the
+    failed process's log, not one of the interrupted ones."""
+    import signal as signals
+
+    from darkseg.errors import DarksegError
+
+    class Proc:
+        def __init__(self, cmd, stdout, stderr):  # noqa: ANN001
+            self.failing = not procs
+            self.returncode, self.signals = (1 if self.failing else None), []
+            procs.append(self)
+
+        def poll(self):  # noqa: ANN202
+            return self.returncode
+
+        def send_signal(self, sig):  # noqa: ANN001
+            self.signals.append(sig)
+            self.returncode = 130
+
+        def wait(self):  # noqa: ANN202
+            return self.returncode
+
+    procs: list[Proc] = []
+    monkeypatch.setattr(jobs.subprocess, "Popen", Proc)
+    args = argparse.Namespace(paper="dgkd-wlss", overrides=[], suite="scenes", configs=None, data_root=None,
+                              eval_data_root=None, split=None, ablation=[], quick=True)
+    with pytest.raises(DarksegError, match=r"exit 1\).*process-1\.log"):
+        jobs.run_jobs(args, tmp_path, (0, 1), 2)
+    assert procs[0].signals == [] and procs[1].signals == [signals.SIGINT]
