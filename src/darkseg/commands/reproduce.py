@@ -21,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", default="scenes", choices=suites,
                         help="scenes = built-in benchmark on CPU; voc/lis/voc-lis = real datasets (GPU recipes)")
     parser.add_argument("--quick", action="store_true",
-                        help="short schedules and the suite's quick seeds (dgkd-wlss scenes: ≲ 20 min, 2 CPU cores)")
+                        help="the suite's quick seeds, with its quick overrides if it has any (plda and asdt scenes: "
+                             "shorter schedules; dgkd-wlss scenes: the full recipe on seeds 0 and 1, ≈ 41 min on 2 "
+                             "CPU cores)")
     parser.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2,3,4 (default: the suite's)")
     names = sorted({a for tables in ablations.values() for a in tables})
     parser.add_argument("--ablation", action="append", default=[], choices=names,
@@ -38,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-data-root", help="evaluation dataset root of voc-lis (the LIS folder)")
     parser.add_argument("--split", help="evaluation split (default: each config's eval.split)")
     parser.add_argument("--jobs", default="auto",
-                        help="train the seeds in this many processes at once, each with train.threads = CPUs / jobs "
+                        help="train the suite's runs in this many processes at once (they share out the runs), "
+                             "each with train.threads = CPUs / jobs "
                              "(unless set); auto (default): one per seed up to the CPU count without CUDA, 1 with "
                              "CUDA. Per-seed numbers depend on the thread count")
     parser.add_argument("--runs-only", action="store_true", help=argparse.SUPPRESS)  # a --jobs process: no report
