@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from darkseg.errors import DarksegError
-from darkseg.models.ops.crf import CRFConfig, dense_crf
+from darkseg.models.ops.crf import CRFConfig, dense_crf, dense_crf_many
 
 
 def _two_regions(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -45,6 +45,36 @@ def test_single_iteration_and_class_count() -> None:
     refined = dense_crf(image, probs[:2] / probs[:2].sum(0), iterations=1)
     assert refined.shape == (2, 32, 40)
     np.testing.assert_allclose(refined.sum(0), 1.0, atol=1e-5)
+
+
+def _own_crf(image: np.ndarray, probs: np.ndarray, cfg: CRFConfig) -> np.ndarray:
+    """One CRF built from scratch with pydensecrf: unary first, then the pairwise terms."""
+    from pydensecrf import densecrf
+    from pydensecrf.utils import unary_from_softmax
+
+    crf = densecrf.DenseCRF2D(image.shape[1], image.shape[0], probs.shape[0])
+    crf.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(probs)))
+    crf.addPairwiseGaussian(sxy=cfg.gauss_sxy, compat=cfg.gauss_compat)
+    crf.addPairwiseBilateral(sxy=cfg.bilateral_sxy, srgb=cfg.bilateral_srgb, rgbim=np.ascontiguousarray(image),
+                             compat=cfg.bilateral_compat)
+    return np.asarray(crf.inference(cfg.iterations), dtype=np.float32).reshape(probs.shape)
+
+
+def test_many_shares_the_pairwise_terms_and_equals_separate_crfs() -> None:
+    """ASDT's two reliable-label CRFs share one lattice: each result is bit-identical to its own CRF."""
+    pytest.importorskip("pydensecrf")
+    image, _, probs = _two_regions(seed=2)
+    other = np.roll(probs, 1, axis=0) ** 3
+    other = (other / other.sum(0)).astype(np.float32)
+    cfg = CRFConfig(bilateral_sxy=40.0, bilateral_srgb=9.0)
+    many = dense_crf_many(image, [probs, other, probs], **cfg.model_dump())
+    assert len(many) == 3
+    np.testing.assert_array_equal(many[0], _own_crf(image, probs, cfg))
+    np.testing.assert_array_equal(many[1], _own_crf(image, other, cfg))
+    np.testing.assert_array_equal(many[2], many[0])  # a later inference does not see an earlier one's state
+    assert not np.array_equal(many[0], many[1])
+    with pytest.raises(ValueError, match="one shape"):
+        dense_crf_many(image, [probs, probs[:2]])
 
 
 def test_rejects_mismatched_inputs() -> None:

@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from darkseg.models.ops.crf import CRFConfig, dense_crf
+from darkseg.models.ops.crf import CRFConfig, dense_crf, dense_crf_many
 from darkseg.schema import StrictModel
 
 IGNORE = 255
@@ -69,8 +69,8 @@ def reliable_label(image: np.ndarray, cams: np.ndarray, labels: np.ndarray, cfg:
     bg_high = (1.0 - peak) ** cfg.alpha_high
     cam_arg = np.concatenate([bg_high[None], norm]).argmax(0)
     crf = cfg.scaled(cfg.crf).model_dump()
-    low = dense_crf(image, np.concatenate([((1.0 - peak) ** cfg.alpha_low)[None], norm]), **crf)
-    high = dense_crf(image, np.concatenate([bg_high[None], norm]), **crf)
+    low, high = dense_crf_many(image, [np.concatenate([((1.0 - peak) ** cfg.alpha_low)[None], norm]),
+                                       np.concatenate([bg_high[None], norm])], **crf)
     low_arg = low.argmax(0)
     label = ids[low_arg].astype(np.uint8)
     label[low_arg == 0] = IGNORE
