@@ -218,6 +218,9 @@ def test_cli_tiny_generation(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "up to date" in capsys.readouterr().out
     assert main(args[:5] + ["--n-train", "21"] + args[7:]) == 1
     assert "another config" in capsys.readouterr().err
+    assert main(args[:5] + ["--n-train", "21"] + args[7:] + ["--force"]) == 0  # regenerated with the new config
+    assert "wrote 35 images" in capsys.readouterr().out
+    assert read_meta(out)["config"]["n_train"] == 21  # type: ignore[index]
     assert main(args + ["--size", "8"]) == 1
     assert "--size" in capsys.readouterr().err
 

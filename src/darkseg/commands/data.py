@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_converter(args)
     from pydantic import ValidationError
 
-    from darkseg.data.scenes import ScenesConfig, ensure_scenes, generate_scenes, read_meta
+    from darkseg.data.scenes import ScenesConfig, ensure_scenes, read_meta
     from darkseg.errors import ConfigError
 
     fields = [field for field, _, _ in _OPTIONS.values()] + ["ignore_edges"]
@@ -174,10 +174,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"scenes {flag}: {first['msg']}") from None
     start = time.perf_counter()
     before = read_meta(args.out)
-    if args.force:
-        generate_scenes(args.out, cfg, progress=not args.quiet)
-    else:
-        ensure_scenes(args.out, cfg, progress=not args.quiet)
+    ensure_scenes(args.out, cfg, progress=not args.quiet, force=args.force)
     meta = read_meta(args.out)
     assert meta is not None
     if before == meta:

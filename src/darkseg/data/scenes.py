@@ -361,20 +361,22 @@ def _write_lists(out: Path, cfg: ScenesConfig) -> None:
         (root / "ImageSets" / "Segmentation" / f"{name}.txt").write_text(ids)
 
 
-def ensure_scenes(root: Path, cfg: ScenesConfig, progress: bool = True, darken: Darkener | None = None) -> Path:
+def ensure_scenes(root: Path, cfg: ScenesConfig, progress: bool = True, darken: Darkener | None = None,
+                  force: bool = False) -> Path:
     """Return ``root`` holding the benchmark for ``cfg``: reuse a complete cache, (re)generate a missing or partial one.
 
     A complete cache made by another generator version or darkener is regenerated; one made with a different config
-    is refused (delete it, use another folder, or ``darkseg data scenes --force``).
+    is refused (delete it, use another folder, or ``force``: ``darkseg data scenes --force``). Under the cache's
+    lock, so processes started together make it once.
     """
     root = Path(root)
     darken = default_darkener(cfg.lowlight_preset) if darken is None else darken
     with cache_lock(root):
-        return _ensure_scenes(root, cfg, progress, darken)
+        return _ensure_scenes(root, cfg, progress, darken, force)
 
 
-def _ensure_scenes(root: Path, cfg: ScenesConfig, progress: bool, darken: Darkener) -> Path:
-    meta = read_meta(root)
+def _ensure_scenes(root: Path, cfg: ScenesConfig, progress: bool, darken: Darkener, force: bool) -> Path:
+    meta = None if force else read_meta(root)
     if meta is not None:
         wanted = json.loads(json.dumps(cfg.identity()))
         if meta.get("config") != wanted:
@@ -385,6 +387,6 @@ def _ensure_scenes(root: Path, cfg: ScenesConfig, progress: bool, darken: Darken
         if meta.get("version") == SCENES_VERSION and meta.get("darkener") == darkener_name(darken):
             return root
         log.info("%s was made by scenes v%s with %s: regenerating", root, meta.get("version"), meta.get("darkener"))
-    elif (root / META).exists():
+    elif (root / META).exists() and not force:
         log.info("%s holds a half-written scenes cache: regenerating", root)
     return generate_scenes(root, cfg, progress, darken)
