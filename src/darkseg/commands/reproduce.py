@@ -21,9 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", default="scenes", choices=suites,
                         help="scenes = built-in benchmark on CPU; voc/lis/voc-lis = real datasets (GPU recipes)")
     parser.add_argument("--quick", action="store_true",
-                        help="the suite's quick seeds, with its quick overrides if it has any (plda and asdt scenes: "
-                             "shorter schedules; dgkd-wlss scenes: the full recipe on seeds 0 and 1, ≈ 41 min on 2 "
-                             "CPU cores)")
+                        help="the suite's quick seeds, with its quick overrides if it has any (dgkd-wlss, plda and "
+                             "asdt scenes: shorter schedules on seeds 0 and 1, each under 20 min on 2 CPU cores; "
+                             "their numbers are not the full suite's, so give the full suite another --out)")
     parser.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2,3,4 (default: the suite's)")
     names = sorted({a for tables in ablations.values() for a in tables})
     parser.add_argument("--ablation", action="append", default=[], choices=names,

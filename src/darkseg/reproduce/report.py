@@ -148,9 +148,13 @@ def trust_note(plan: Plan) -> list[str]:
                  "initialisation of every layer the baseline has); their 95% interval is mean ± t(0.975, n − 1)·sd/√n with "
                  f"t(0.975, {n - 1}) = {t_quantile(0.975, n - 1):.2f}. An interval that contains 0 means the column "
                  "is not distinguishable from the baseline with these seeds."]
-    if plan.quick and plan.suite.quick:
-        lines += ["", "Quick mode: shortened schedules (overrides " + ", ".join(f"`{o}`" for o in plan.suite.quick)
-                  + "), so the numbers are not the full suite's and its ordering of close columns is not evidence."]
+    own = {key: col.quick for key, col in plan.suite.columns().items() if col.quick}
+    if plan.quick and (plan.suite.quick or own):
+        shared = [f"`{o}`" for o in plan.suite.quick]
+        per_column = [f"{key}: " + ", ".join(f"`{o}`" for o in quick) for key, quick in own.items()]
+        lines += ["", "Quick mode: shortened schedules (overrides " + "; ".join(
+            ([", ".join(shared)] if shared else []) + per_column) + "), so the numbers are not the full suite's and "
+            "its ordering of close columns is not evidence (run the full suite, in another --out, for that)."]
     elif plan.quick:
         lines += ["", "Quick mode: the full suite's recipe on fewer seeds (the full suite reuses these runs with the "
                   "same --out), so each run is one of the full suite's, but with this few seeds the intervals are "

@@ -63,7 +63,7 @@ class Plan:
             needed = self.run_dir(columns[need.column], seed) / need.path
             overrides.append(f"{need.override}={needed.absolute() if need.absolute else needed}")
         if self.quick:
-            overrides += list(self.suite.quick)
+            overrides += [*self.suite.quick, *column.quick]
         return load_config(path, overrides + self.overrides)
 
 

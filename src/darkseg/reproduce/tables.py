@@ -45,6 +45,9 @@ class Column:
     the config's ``eval.split`` when ``split`` is None): it returns a metrics dict with at least ``split``,
     ``miou``, ``pixacc`` and ``per_class_iou`` (e.g. PLDA's CAM mIoU on the train split at the best background
     threshold). Every column of one table must be scored the same way.
+
+    ``quick`` holds the column's own config overrides in ``--quick`` (after the suite's), e.g. a shorter schedule
+    where the teacher and the students of one table train for different lengths.
     """
 
     key: str
@@ -53,6 +56,7 @@ class Column:
     needs: tuple[Need, ...] = ()
     export: Callable[[ExperimentConfig, Path], None] | None = None
     score: Callable[[ExperimentConfig, Path, str | None], dict] | None = None
+    quick: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
