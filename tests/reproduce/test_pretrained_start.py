@@ -31,9 +31,9 @@ def _configs(tmp_path: Path) -> tuple[Path, Path]:
     return configs, backbone
 
 
-def _plan(configs: Path, tmp_path: Path, config: str, quick: tuple[str, ...] | None = None) -> Plan:
-    suite = Suite("t", Table("t", (Column("col", "column", config, quick=quick or ()),)))
-    return Plan(suite, configs, tmp_path / "out", (0,), quick is not None, ["train.threads=1", "train.iterations=99"])
+def _plan(configs: Path, tmp_path: Path, config: str) -> Plan:
+    suite = Suite("t", Table("t", (Column("col", "column", config),)))
+    return Plan(suite, configs, tmp_path / "out", (0,), False, ["train.threads=1", "train.iterations=99"])
 
 
 def test_pretraining_runs_once_before_the_columns_that_load_it(tmp_path: Path, capsys) -> None:
@@ -49,18 +49,3 @@ def test_pretraining_runs_once_before_the_columns_that_load_it(tmp_path: Path, c
     stamp = backbone.stat().st_mtime_ns
     ensure_pretrained_start(plan, ("col",))
     assert "reused" in capsys.readouterr().out and backbone.stat().st_mtime_ns == stamp
-
-
-def test_quick_mode_pretrains_its_own_backbone_and_keeps_the_full_one(tmp_path: Path, capsys) -> None:
-    configs, backbone = _configs(tmp_path)
-    quick = configs / "pretrain" / "quick.yaml"
-    quick.write_text(yaml.safe_dump({"base": SCENES_PRETRAIN.split("/")[-1], "output_dir": str(tmp_path / "quick"),
-                                     "train": {"iterations": 1}}))
-    short = tmp_path / "quick" / "backbone.safetensors"
-    plan = _plan(configs, tmp_path, "user.yaml", quick=(f"model.backbone.pretrained={short}",))
-    ensure_pretrained_start(plan, ("col",), quick_config="pretrain/quick.yaml")
-    assert short.is_file() and not backbone.exists() and "pretrained in" in capsys.readouterr().out
-    assert yaml.safe_load((tmp_path / "quick" / "config.yaml").read_text())["train"]["iterations"] == 1
-    full = _plan(configs, tmp_path, "user.yaml")  # without --quick the same suite makes the full suites' backbone
-    ensure_pretrained_start(full, ("col",), quick_config="pretrain/quick.yaml")
-    assert backbone.is_file()

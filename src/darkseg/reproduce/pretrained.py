@@ -13,13 +13,9 @@ from darkseg.reproduce.runner import Plan
 SCENES_PRETRAIN = "pretrain/scenes_pretrain_wideresnet38.yaml"
 
 
-def ensure_pretrained_start(plan: Plan, keys: tuple[str, ...], config: str = SCENES_PRETRAIN,
-                            quick_config: str | None = None) -> None:
-    """``darkseg pretrain <configs>/config`` (``quick_config`` instead in ``--quick``, where given) when a column of
-    ``keys`` loads its backbone file. Of the suite's overrides only those that do not change the weights
-    (``train.threads``, ...) reach the pretraining run."""
-    if plan.quick and quick_config is not None:
-        config = quick_config
+def ensure_pretrained_start(plan: Plan, keys: tuple[str, ...], config: str = SCENES_PRETRAIN) -> None:
+    """``darkseg pretrain <configs>/config`` when a column of ``keys`` loads its backbone file. Of the suite's
+    overrides only those that do not change the weights (``train.threads``, ...) reach the pretraining run."""
     safe = [o for o in plan.overrides
             if not changes_weights(key := o.split("=", 1)[0]) and key != "output_dir"]
     pretrain = load_config(plan.configs / config, safe)
