@@ -52,9 +52,6 @@ def test_dgkd_declaration_trains_the_teacher_first_and_points_students_at_it(tmp
     for key, column in suite.columns().items():
         short, long = plan.config(column, 3), full.config(column, 3)
         assert short.seed == 3 and short.output_dir == long.output_dir
-        if key == "two_stage":  # the retrained DeepLab-v2 keeps its recipe
-            assert short == long
-            continue
         assert short.train.iterations == round(0.2 * long.train.iterations) and short.train.val_every == 0, key
         assert short.model == long.model and short.method == long.method, key
     assert cfg.method.teacher.weights == str(tmp_path / "runs" / "teacher" / "seed3" / "model_final.safetensors")
@@ -202,6 +199,11 @@ def test_trust_note_names_the_interval_or_its_absence(tmp_path):
     suite = PAPERS["dgkd-wlss"].suites["scenes"]
     one = " ".join(trust_note(Plan(suite, CONFIGS, tmp_path, (0,), quick=True)))
     assert "one seed (0)" in one and "null" in one and "Quick mode" in one
+    # each column's own quick overrides, grouped: the teacher's, the retrain's, then the students' as the rest
+    assert ("teacher: `train.iterations=200`, `train.val_every=0`; two_stage: `train.iterations=160`, "
+            "`train.val_every=0`; the other columns: `train.iterations=120`") in one
+    plda = " ".join(trust_note(Plan(PAPERS["plda"].suites["scenes"], CONFIGS, tmp_path, (0, 1), quick=True)))
+    assert "(overrides `train.iterations=80`)" in plda  # suite-wide overrides only
     five = " ".join(trust_note(Plan(suite, CONFIGS, tmp_path, (0, 1, 2, 3, 4), quick=False)))
     assert "5 seeds" in five and "t(0.975, 4) = 2.78" in five and "Quick mode" not in five
 

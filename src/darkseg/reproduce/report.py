@@ -132,6 +132,23 @@ def _table(rows: list[tuple[str, dict]], labels: dict[str, str], table_baseline:
     return lines
 
 
+def _quick_overrides(plan: Plan) -> str:
+    """The suite's ``--quick`` overrides, then each column's own, grouped by override set (the largest group, when
+    there are several, as "the other columns")."""
+    columns = plan.suite.columns()
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for key, column in columns.items():
+        if column.quick:
+            groups.setdefault(column.quick, []).append(key)
+    largest = max(groups, key=lambda q: len(groups[q]), default=())
+    parts = [", ".join(f"`{o}`" for o in plan.suite.quick)] if plan.suite.quick else []
+    for quick, keys in sorted(groups.items(), key=lambda g: g[0] == largest):
+        who = ("every column" if len(keys) == len(columns) else
+               "the other columns" if quick == largest and len(groups) > 1 else ", ".join(keys))
+        parts.append(f"{who}: " + ", ".join(f"`{o}`" for o in quick))
+    return "; ".join(parts)
+
+
 def trust_note(plan: Plan) -> list[str]:
     """How far the report's numbers can be trusted, from the number of seeds and the mode."""
     n = len(plan.seeds)
@@ -148,13 +165,11 @@ def trust_note(plan: Plan) -> list[str]:
                  "initialisation of every layer the baseline has); their 95% interval is mean ± t(0.975, n − 1)·sd/√n with "
                  f"t(0.975, {n - 1}) = {t_quantile(0.975, n - 1):.2f}. An interval that contains 0 means the column "
                  "is not distinguishable from the baseline with these seeds."]
-    own = {key: col.quick for key, col in plan.suite.columns().items() if col.quick}
-    if plan.quick and (plan.suite.quick or own):
-        shared = [f"`{o}`" for o in plan.suite.quick]
-        per_column = [f"{key}: " + ", ".join(f"`{o}`" for o in quick) for key, quick in own.items()]
-        lines += ["", "Quick mode: shortened schedules (overrides " + "; ".join(
-            ([", ".join(shared)] if shared else []) + per_column) + "), so the numbers are not the full suite's and "
-            "its ordering of close columns is not evidence (run the full suite, in another --out, for that)."]
+    overrides = _quick_overrides(plan)
+    if plan.quick and overrides:
+        lines += ["", f"Quick mode: shortened schedules (overrides {overrides}), so the numbers are not the full "
+                  "suite's and its ordering of close columns is not evidence (run the full suite, in another --out, "
+                  "for that)."]
     elif plan.quick:
         lines += ["", "Quick mode: the full suite's recipe on fewer seeds (the full suite reuses these runs with the "
                   "same --out), so each run is one of the full suite's, but with this few seeds the intervals are "

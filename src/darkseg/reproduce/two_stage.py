@@ -41,7 +41,8 @@ def pseudo_mask_export(crf: bool = False) -> Callable[[ExperimentConfig, Path], 
     return functools.partial(export_pseudo_masks, crf=crf)
 
 
-def retrain(key: str, label: str, config: str, source: str) -> Column:
+def retrain(key: str, label: str, config: str, source: str, quick: tuple[str, ...] = ()) -> Column:
     """A segmenter column trained on the pseudo masks of column ``source`` (same seed); ``source`` must be declared
-    with ``export=pseudo_mask_export(...)``."""
-    return Column(key, label, config, needs=(Need(source, "data.train_mask_dir", PSEUDO_DIR, absolute=True),))
+    with ``export=pseudo_mask_export(...)``; ``quick``: its ``--quick`` overrides."""
+    return Column(key, label, config, needs=(Need(source, "data.train_mask_dir", PSEUDO_DIR, absolute=True),),
+                  quick=quick)
