@@ -58,8 +58,9 @@ def suite(name: str, prefix: str, two_stage_crf: bool | None = None, faithful: b
     ``two_stage_crf`` set, also Table 6 (``--two-stage``): DeepLab-v2 retrained on the pseudo masks of +DGKD+DGF2
     (the paper's single-stage DGKD-WLSS, 57.1 in both tables), with or without a dense CRF on the masks; with
     ``faithful``, the ``teacher-targets`` table: +DGKD with the official random-projection teacher targets
-    (``<prefix>_dgkd_faithful.yaml``) against the default targets in the teacher's own feature space. ``quick_runs``: the
-    ``--quick`` overrides of the ``teacher``, of every ``student`` column and of the ``two_stage`` retrain."""
+    (``<prefix>_dgkd_faithful.yaml``) against the default targets in the teacher's own feature space.
+    ``quick_runs``: the ``--quick`` overrides of the ``teacher``, of every ``student`` column and of the ``two_stage``
+    retrain."""
     quick = quick_runs or {}
     teacher_quick, student_quick = quick.get("teacher", ()), quick.get("student", ())
     teacher = Column("teacher", "tea. (normal light)", f"dgkd_wlss/{prefix}_teacher.yaml", quick=teacher_quick)
