@@ -48,11 +48,14 @@ def test_dgkd_declaration_trains_the_teacher_first_and_points_students_at_it(tmp
     cfg = plan.config(suite.columns()["dgkd_dgf2"], 3)
     full = Plan(suite, CONFIGS, tmp_path, (3,), quick=False)
     assert len(suite.quick_seeds) >= 2 and len(suite.default_seeds) >= 5  # issue 13: intervals even in --quick
-    # --quick: every run at 0.2 of its full length, validated at its end only, from the full suites' backbone
+    # --quick: the teacher and the retrain at 0.2 of their full length, the students at 120 of 900, each validated at
+    # its end only, from the full suites' backbone
     for key, column in suite.columns().items():
         short, long = plan.config(column, 3), full.config(column, 3)
         assert short.seed == 3 and short.output_dir == long.output_dir
-        assert short.train.iterations == round(0.2 * long.train.iterations) and short.train.val_every == 0, key
+        fraction = 0.2 if key in ("teacher", "two_stage") else 120 / 900
+        assert long.train.iterations > short.train.iterations == round(fraction * long.train.iterations), key
+        assert short.train.val_every == 0, key
         assert short.model == long.model and short.method == long.method, key
     assert cfg.method.teacher.weights == str(tmp_path / "runs" / "teacher" / "seed3" / "model_final.safetensors")
     assert set(suite.ablations) == {"kd-loss", "dgf2", "depth-model", "lambda", "steps", "teacher-targets", "ladder",
