@@ -233,6 +233,32 @@ def test_summary_reports_the_quality_of_exported_pseudo_masks(tmp_path):
     assert not any("baseline" in line for line in lines)
 
 
+def test_summary_reports_the_last_fifth_change_of_validation(tmp_path):
+    from darkseg.reproduce.report import _convergence_lines
+
+    table = PAPERS["dgkd-wlss"].suites["scenes"].main
+    curves = {0: {180: 30.0, 360: 40.0, 540: 44.0, 720: 47.5, 900: 48.0},  # last 900, 80% of it 720: +0.5
+              1: {200: 31.0, 400: 41.0, 600: 45.0, 800: 43.0, 900: 46.0}}  # nothing at 720: from 600, +1.0
+    runs, short = [], []
+    for seed, curve in curves.items():
+        for name, rows in (("long", curve), ("short", {120: 20.0})):  # one validation only: nothing to compare
+            run_dir = tmp_path / f"{name}{seed}"
+            run_dir.mkdir()
+            lines = ["iteration,miou,pixacc"] + [f"{i},{m},80.0" for i, m in rows.items()]
+            (run_dir / "val_log.csv").write_text("\n".join(lines) + "\n")
+            (runs if name == "long" else short).append(RunResult(
+                "dgkd", seed, run_dir, {"miou": 30.0, "pixacc": 50.0, "per_class_iou": {"bg": 1.0}, "split": "test"},
+                10, 0.5, "dark"))
+    summary = summarise({"dgkd": runs, "baseline": short}, table)
+    change = summary["dgkd"]["val_last_fifth_change"]
+    assert change["per_seed"] == pytest.approx([0.5, 1.0]) and change["mean"] == pytest.approx(0.75)
+    ref = sps.t.interval(0.95, 1, loc=0.75, scale=sps.sem([0.5, 1.0]))
+    assert change["ci95"] == pytest.approx(list(ref)) and change["std"] == pytest.approx(sps.tstd([0.5, 1.0]))
+    assert "val_last_fifth_change" not in summary["baseline"]
+    line = " ".join(_convergence_lines([("+DGKD", summary["dgkd"]), ("baseline", summary["baseline"])]))
+    assert "+DGKD: +0.75 ± 0.35" in line and "(+0.50 / +1.00)" in line and "baseline" not in line
+
+
 def test_processes_share_out_runs_once_each_and_after_what_they_need(tmp_path, monkeypatch):
     """`reproduce --jobs`: processes (here threads) working through one plan take each (column, seed) run once, and
     start a run only once the runs it needs (same seed) are finished, whoever trained those."""

@@ -48,6 +48,11 @@ def summarise(results: dict[str, list[RunResult]], table: Table) -> dict[str, di
         if any("inference" in r.metrics for r in runs):  # thresholds chosen on a validation split per run
             out[key]["inference_per_seed"] = [r.metrics.get("inference") for r in runs]
         out[key].update(pseudo_mask_quality(runs))
+        changes = [last_fifth_change(r.run_dir) for r in runs]
+        if runs and None not in changes:
+            mean, sd = mean_std(changes)
+            out[key]["val_last_fifth_change"] = {"mean": mean, "std": sd, "per_seed": changes,
+                                                 "ci95": t_interval(changes)}
     for key in table.compared():
         base = table.baseline_of(key)
         if key in out and base in out:
@@ -308,6 +313,32 @@ def _read_csv(path: Path, column: str) -> tuple[list[int], list[float]]:
     return [int(float(r["iteration"])) for r in rows], [float(r[column]) for r in rows]
 
 
+def last_fifth_change(run_dir: Path) -> float | None:
+    """Val mIoU at a run's last validation minus at its latest validation at or before 80% of that iteration (the
+    convergence check of the benchmark issue: flat over the last fifth); None with fewer than two such validations."""
+    its, miou = _read_csv(run_dir / "val_log.csv", "miou")
+    if not its:
+        return None
+    by_it = dict(zip(its, miou, strict=True))
+    last = max(by_it)
+    earlier = [i for i in by_it if i <= 0.8 * last]
+    return by_it[last] - by_it[max(earlier)] if earlier else None
+
+
+def _convergence_lines(rows: list[tuple[str, dict]]) -> list[str]:
+    """Per column, the last-fifth val change: mean ± std over seeds, its 95% interval and the per-seed values."""
+    def cell(c: dict) -> str:
+        ci = "" if c["ci95"] is None else f" [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}]"
+        return f"{c['mean']:+.2f} ± {c['std']:.2f}{ci} ({' / '.join(f'{v:+.2f}' for v in c['per_seed'])})"
+
+    checked = [(label, s["val_last_fifth_change"]) for label, s in rows if "val_last_fifth_change" in s]
+    if not checked:
+        return []
+    return ["Convergence: change of val mIoU over the last fifth of each run (last validation minus the one at 80%; "
+            "mean ± std over seeds [95% CI] (per seed)): " + "; ".join(f"{label}: {cell(c)}" for label, c in checked)
+            + ".", ""]
+
+
 def curves_figure(results: dict[str, list[RunResult]], labels: dict[str, str], out: Path) -> Path:
     """Classification loss (common to every column) and validation mIoU against iterations (first seed)."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -359,7 +390,8 @@ def write_report(
           f"wall time {elapsed / 60:.1f} min.", "", *trust_note(plan), "",
           f"## {table.title}", "", *_table([(labels[k], summary[k]) for k in summary], labels, table.baseline), "",
           *_pseudo_lines([(labels[k], summary[k]) for k in summary]),
-          *_inference_lines([(labels[k], summary[k]) for k in summary])]
+          *_inference_lines([(labels[k], summary[k]) for k in summary]),
+          *_convergence_lines([(labels[k], summary[k]) for k in summary])]
     if "gap_recovered" in gaps:
         extra = [f"{labels[k.removeprefix('gap_recovered_')]} alone: {v:.2f}" for k, v in gaps.items()
                  if k != "gap_recovered"] + ([table.gap_note] if table.gap_note else [])
