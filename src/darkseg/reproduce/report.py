@@ -404,8 +404,8 @@ def write_report(
     md += ["mIoU/PixAcc are mean ± std over seeds (per seed: the seeds in order) on each column's evaluation split "
            "and input view. Δ is the mean over seeds of the column's mIoU minus the baseline's with the same seed. "
            "Params/GMAC are the deployed network at the training crop size.", ""]
-    for name, res in ablations.items():
-        rows = summarise(res, plan.suite.ablations[name])
+    for name in ablations:
+        rows = results["ablations"][name]["rows"]
         named = [(labels.get(k, k), rows[k]) for k in rows]
         md += [f"## {plan.suite.ablations[name].title}", "",
                *_table(named, labels, plan.suite.ablations[name].baseline), "", *_pseudo_lines(named)]
