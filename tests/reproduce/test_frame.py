@@ -11,7 +11,7 @@ from darkseg.errors import ConfigError
 from darkseg.reproduce.papers import PAPERS
 from darkseg.reproduce.report import summarise
 from darkseg.reproduce.runner import EXPORT_DONE, METRICS_FILE, Plan, Progress, RunResult, run_one, run_plan
-from darkseg.reproduce.tables import Column, Need, Suite, Table, order_runs
+from darkseg.reproduce.tables import Column, Need, Suite, Table, order_runs, schedule_order
 
 CONFIGS = Path("configs")
 
@@ -38,6 +38,22 @@ def test_needed_columns_run_first_and_cycles_are_refused():
         order_runs({"a": a, "b": b}, ("a",))
     with pytest.raises(ValueError, match="no table"):
         order_runs({"a": a}, ("a",))
+
+
+def test_jobs_take_needed_runs_first_then_the_long_ones_and_the_cheap_independent_ones_last():
+    a = Column("a", "A", "a.yaml", cost=1.0)
+    b = Column("b", "B", "b.yaml", needs=(Need("a", "x"),), cost=0.5)
+    c = Column("c", "C", "c.yaml", cost=1.2)
+    d = Column("d", "D", "d.yaml")
+    e = Column("e", "E", "e.yaml")
+    # upward ranks: a 1.0 + 0.5 (b needs it) = 1.5, c 1.2, d and e 1.0 (declaration order), b 0.5
+    order = [col.key for col in schedule_order({k.key: k for k in (a, b, c, d, e)}, ("b", "c", "d", "e"))]
+    assert order == ["a", "c", "d", "e", "b"]
+    with pytest.raises(ValueError, match="cost must be positive"):
+        Column("x", "X", "x.yaml", cost=0.0)
+    suite = PAPERS["dgkd-wlss"].suites["scenes"]
+    order = [col.key for col in schedule_order(suite.columns(), ("baseline", "dgkd", "dgkd_dgf2"))]
+    assert order == ["teacher", "dgkd_dgf2", "dgkd", "baseline"]
 
 
 def test_dgkd_declaration_trains_the_teacher_first_and_points_students_at_it(tmp_path):

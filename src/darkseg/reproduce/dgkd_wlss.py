@@ -43,6 +43,14 @@ ABLATIONS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
     )),
 }
 
+# Training time of each run relative to the teacher's, for the order of `--jobs` only (`Column.cost`): measured on
+# scenes (2 CPU cores, two one-thread processes, 2026-11-30): teacher 7.0 min, dark baseline 6.6, +DGKD 10.7,
+# +DGKD+DGF2 14.1, a plain-KD row ≈ 8; the ablation rows cost what the column they vary costs.
+COST = {"teacher": 1.0, "baseline": 0.95, "dgkd": 1.5, "dgkd_dgf2": 2.0, "plain_kd": 1.15}
+ROW_COST = {"kd-loss": COST["dgkd"], "dgf2": COST["dgkd_dgf2"], "depth-model": COST["dgkd_dgf2"],
+            "lambda": COST["dgkd_dgf2"], "steps": COST["dgkd"]}
+PLAIN_KD_ROWS = ("kd_mse", "kd_kl", "kd_dist")
+
 LADDER = "ladder"  # issue 13's sanity ladder: plain KD losses, then DGKD (Table 2(a) rows, paired with Table 1)
 LADDER_ROWS = ("kd_kl", "kd_dist")  # Table 2(a)'s plain KL and DIST rows (feature KD without diffusion)
 TEACHER_TARGETS = "teacher-targets"  # faithful vs improved teacher targets (the default follows its measurement)
@@ -63,11 +71,15 @@ def suite(name: str, prefix: str, two_stage_crf: bool | None = None, faithful: b
     retrain."""
     quick = quick_runs or {}
     teacher_quick, student_quick = quick.get("teacher", ()), quick.get("student", ())
-    teacher = Column("teacher", "tea. (normal light)", f"dgkd_wlss/{prefix}_teacher.yaml", quick=teacher_quick)
-    baseline = Column("baseline", "stu. (dark baseline)", f"dgkd_wlss/{prefix}_student.yaml", quick=student_quick)
-    dgkd = Column("dgkd", "+DGKD", f"dgkd_wlss/{prefix}_dgkd.yaml", needs=(TEACHER,), quick=student_quick)
+    teacher = Column("teacher", "tea. (normal light)", f"dgkd_wlss/{prefix}_teacher.yaml", quick=teacher_quick,
+                     cost=COST["teacher"])
+    baseline = Column("baseline", "stu. (dark baseline)", f"dgkd_wlss/{prefix}_student.yaml", quick=student_quick,
+                      cost=COST["baseline"])
+    dgkd = Column("dgkd", "+DGKD", f"dgkd_wlss/{prefix}_dgkd.yaml", needs=(TEACHER,), quick=student_quick,
+                  cost=COST["dgkd"])
     full = Column("dgkd_dgf2", "+DGKD +DGF2", f"dgkd_wlss/{prefix}_dgkd_dgf2.yaml", needs=(TEACHER,),
-                  export=None if two_stage_crf is None else pseudo_mask_export(crf=two_stage_crf), quick=student_quick)
+                  export=None if two_stage_crf is None else pseudo_mask_export(crf=two_stage_crf), quick=student_quick,
+                  cost=COST["dgkd_dgf2"])
     main = Table(
         "Table 1", (teacher, baseline, dgkd, full),
         baseline="baseline", reference="teacher", gap_column="dgkd_dgf2", gap_note="paper, VOC: 0.84",
@@ -75,7 +87,8 @@ def suite(name: str, prefix: str, two_stage_crf: bool | None = None, faithful: b
     )
     ablations = {
         key: Table(title, (baseline, *(
-            Column(row, label, f"dgkd_wlss/ablations/{prefix}_{row}.yaml", needs=(TEACHER,), quick=student_quick)
+            Column(row, label, f"dgkd_wlss/ablations/{prefix}_{row}.yaml", needs=(TEACHER,), quick=student_quick,
+                   cost=COST["plain_kd"] if row in PLAIN_KD_ROWS else ROW_COST[key])
             for row, label in rows
         )), baseline="baseline",
             check=functools.partial(ensure_depth_maps, models=DEPTH_MODELS) if key == "depth-model" else None)
@@ -90,7 +103,7 @@ def suite(name: str, prefix: str, two_stage_crf: bool | None = None, faithful: b
             "Teacher targets: official random projections (faithful) vs the teacher's own feature space (default)",
             (baseline, dgkd, Column("dgkd_faithful", "+DGKD, official targets",
                                     f"dgkd_wlss/{prefix}_dgkd_faithful.yaml", needs=(TEACHER,),
-                                    quick=student_quick)),
+                                    quick=student_quick, cost=COST["dgkd"])),
             baseline="baseline", pairs=(("dgkd_faithful", "dgkd"),))
     if two_stage_crf is not None:
         ablations[TWO_STAGE] = Table(

@@ -16,7 +16,7 @@ from darkseg.engine.profile import profile
 from darkseg.engine.runner import config_diff, evaluate_config, evaluation_only, read_run_config, train
 from darkseg.errors import ConfigError
 from darkseg.fileio import atomic_write_bytes
-from darkseg.reproduce.tables import Column, Suite, order_runs
+from darkseg.reproduce.tables import Column, Suite, order_runs, schedule_order
 
 log = logging.getLogger(__name__)
 
@@ -187,12 +187,12 @@ def claim(path: Path) -> bool:
 
 def run_claimed(plan: Plan, wanted: tuple[str, ...], claims: Path, poll: float = 2.0) -> None:
     """This process's share of the runs of ``wanted`` × seeds when several processes work through one plan
-    (``reproduce --jobs``). In plan order (per seed, needed columns first), it takes the first run no process has
-    claimed whose needed runs of the same seed are finished, and claims it by creating ``claims/<key>-seed<s>``;
-    when every unclaimed run waits for a run another process is training, it waits. ``<claim>.done`` marks a finished
+    (``reproduce --jobs``). Seed by seed, in ``schedule_order`` (needed and long runs first), it takes the first run
+    no process has claimed whose needed runs of the same seed are finished, and claims it by creating
+    ``claims/<key>-seed<s>``; when every unclaimed run waits for a run another process is training, it waits. ``<claim>.done`` marks a finished
     run (trained, exported when a column of the plan needs it, evaluated). So the processes share out runs, not
     seeds: five seeds on two processes keep both busy to the end."""
-    ordered = order_runs(plan.suite.columns(), wanted)
+    ordered = schedule_order(plan.suite.columns(), wanted)
     needed = {need.column for run in ordered for need in run.needs}
     pending = [(run, seed) for seed in plan.seeds for run in ordered]
     progress = Progress(len(pending), eta=False)

@@ -48,6 +48,9 @@ class Column:
 
     ``quick`` holds the column's own config overrides in ``--quick`` (after the suite's), e.g. a shorter schedule
     where the teacher and the students of one table train for different lengths.
+
+    ``cost`` is the run's training time relative to the suite's other columns (measured, roughly; default 1). It
+    changes nothing in a run, only the order in which ``--jobs`` processes take the runs (``schedule_order``).
     """
 
     key: str
@@ -57,6 +60,11 @@ class Column:
     export: Callable[[ExperimentConfig, Path], None] | None = None
     score: Callable[[ExperimentConfig, Path, str | None], dict] | None = None
     quick: tuple[str, ...] = ()
+    cost: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.cost > 0:
+            raise ValueError(f"column {self.key!r}: cost must be positive, got {self.cost}")
 
 
 @dataclass(frozen=True)
@@ -163,3 +171,16 @@ def order_runs(columns: dict[str, Column], wanted: tuple[str, ...]) -> tuple[Col
     for key in wanted:
         visit(key, ())
     return tuple(columns[k] for k in done)
+
+
+def schedule_order(columns: dict[str, Column], wanted: tuple[str, ...]) -> tuple[Column, ...]:
+    """The runs of one seed in the order ``--jobs`` processes take them: by decreasing upward rank (a column's
+    ``cost`` plus the largest rank among the columns that need it), so the runs others wait for start first, then
+    the long ones, and the cheap independent ones fill the end (list scheduling; it never puts a column before one
+    it needs, as every cost is positive). Ties keep the declaration order of ``order_runs``."""
+    ordered = order_runs(columns, wanted)
+    rank: dict[str, float] = {}
+    for col in reversed(ordered):  # a column's dependents come after it in ``ordered``: their ranks are known
+        after = [rank[c.key] for c in ordered if c.key in rank and any(n.column == col.key for n in c.needs)]
+        rank[col.key] = col.cost + max(after, default=0.0)
+    return tuple(sorted(ordered, key=lambda c: -rank[c.key]))
