@@ -1,6 +1,7 @@
 """`darkseg pretrain`: the scenes backbone is trained once, exported alone, loaded by a recipe through
 model.backbone.pretrained, reused while its key holds, and never replaced without --force."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 
 from darkseg.cli import main
 from darkseg.config import load_config
-from darkseg.engine.pretrain import BACKBONE_FILE, ensure_backbone
+from darkseg.engine.pretrain import BACKBONE_FILE, KEY_FILE, ensure_backbone
 from darkseg.errors import ConfigError
 from darkseg.models.factory import build_segmenter
 from darkseg.models.weights import read_weights
@@ -46,6 +47,16 @@ def test_pretrained_backbone_is_exported_loaded_reused_and_protected(tmp_path: P
     stamp = out.stat().st_mtime_ns
     again = ensure_backbone(load_config(CONFIG, overrides))
     assert not again.trained and out.stat().st_mtime_ns == stamp
+
+    # a renamed config is the same pretraining run; a cache keyed by another darkseg version is refused with a line
+    # that names the key, not the images (which did not change)
+    assert not ensure_backbone(load_config(CONFIG, [*overrides, "name=renamed"])).trained
+    key_file = tmp_path / "pretrain" / KEY_FILE
+    good = key_file.read_text()
+    key_file.write_text(json.dumps({**json.loads(good), "key": "0" * 16}))
+    with pytest.raises(ConfigError, match="made with the cache key"):
+        ensure_backbone(load_config(CONFIG, overrides))
+    key_file.write_text(good)
 
     # another config: refused with one line naming the key, unless --force (the old run is moved aside, kept)
     changed = [*overrides, "train.iterations=3"]

@@ -51,9 +51,14 @@ def test_asdt_two_stage_is_beside_its_single_stage_model_and_table_1_compares_th
 def test_dgkd_two_stage_is_table_6_deeplabv2_on_the_dark_pseudo_masks_of_dgkd_dgf2(tmp_path):
     plan, cfgs = _configs("dgkd-wlss", "scenes", tmp_path)
     table = plan.suite.ablations["two-stage"]
-    assert [c.key for c in table.columns] == ["dgkd_dgf2", "two_stage"] and table.baseline == "dgkd_dgf2"
+    assert [c.key for c in table.columns] == ["dgkd_dgf2", "two_stage", "two_stage_scratch"]
+    assert table.baseline == "dgkd_dgf2"
     assert table.columns[0] is plan.suite.main.columns[3]  # the Table 1 run, trained once
-    assert cfgs["two_stage"].model.name == "deeplabv2" and cfgs["two_stage"].method.input == "dark"
+    for key in ("two_stage", "two_stage_scratch"):
+        assert cfgs[key].model.name == "deeplabv2" and cfgs[key].method.input == "dark"
+    # the second stage starts from the students' pretrained backbone, like every scenes recipe
+    assert cfgs["two_stage"].model.backbone.name == "wideresnet38"
+    assert cfgs["two_stage"].model.backbone.pretrained == cfgs["dgkd_dgf2"].model.backbone.pretrained
     assert "two-stage" in PAPERS["dgkd-wlss"].suites["voc"].ablations
     voc = Plan(PAPERS["dgkd-wlss"].suites["voc"], CONFIGS, tmp_path, (0,), quick=False)
     cfg = voc.config(voc.suite.columns()["two_stage"], 0)

@@ -69,13 +69,19 @@ def test_dgkd_declaration_trains_the_teacher_first_and_points_students_at_it(tmp
     for key, column in suite.columns().items():
         short, long = plan.config(column, 3), full.config(column, 3)
         assert short.seed == 3 and short.output_dir == long.output_dir
-        fraction = 0.2 if key in ("teacher", "two_stage") else 120 / 900
+        fraction = 0.2 if key in ("teacher", "two_stage", "two_stage_scratch") else 120 / 900
         assert long.train.iterations > short.train.iterations == round(fraction * long.train.iterations), key
         assert short.train.val_every == 0, key
         assert short.model == long.model and short.method == long.method, key
     assert cfg.method.teacher.weights == str(tmp_path / "runs" / "teacher" / "seed3" / "model_final.safetensors")
     assert set(suite.ablations) == {"kd-loss", "dgf2", "depth-model", "lambda", "steps", "teacher-targets", "ladder",
                                     "two-stage"}
+    two_stage = suite.ablations["two-stage"]  # both second stages against the single stage whose masks they learn
+    assert [c.key for c in two_stage.columns] == ["dgkd_dgf2", "two_stage", "two_stage_scratch"]
+    assert two_stage.compared() == ("two_stage", "two_stage_scratch")
+    second = {k: full.config(suite.columns()[k], 3) for k in ("two_stage", "two_stage_scratch")}
+    assert str(second["two_stage"].model.backbone.pretrained) == "data/scenes_pretrain/run/backbone.safetensors"
+    assert second["two_stage_scratch"].model.backbone.pretrained is None
     targets = suite.ablations["teacher-targets"]  # faithful targets against the default ones, the same +DGKD run
     assert targets.columns[1] is suite.main.columns[2] and targets.baseline_of("dgkd_faithful") == "dgkd"
     ladder = suite.ablations["ladder"]  # plain KD rows, then the Table 1 +DGKD run compared with plain DIST
@@ -219,7 +225,8 @@ def test_trust_note_names_the_interval_or_its_absence(tmp_path):
     one = " ".join(trust_note(Plan(suite, CONFIGS, tmp_path, (0,), quick=True)))
     assert "one seed (0)" in one and "null" in one and "Quick mode" in one
     # each column's own quick overrides, grouped: the teacher's, the retrain's, then the students' as the rest
-    assert ("teacher: `train.iterations=200`, `train.val_every=0`; two_stage: `train.iterations=160`, "
+    assert ("teacher: `train.iterations=200`, `train.val_every=0`; two_stage, two_stage_scratch: "
+            "`train.iterations=160`, "
             "`train.val_every=0`; the other columns: `train.iterations=120`") in one
     plda = " ".join(trust_note(Plan(PAPERS["plda"].suites["scenes"], CONFIGS, tmp_path, (0, 1), quick=True)))
     assert "(overrides `train.iterations=80`)" in plda  # suite-wide overrides only

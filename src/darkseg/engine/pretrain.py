@@ -102,7 +102,9 @@ def _ensure_backbone(cfg: ExperimentConfig, force: bool) -> Pretrained:
             data = data_identity(cfg)
             if stored.get("key") == cache_key(saved, data):
                 return Pretrained(out, stored["key"], False, time.perf_counter() - t0)
-            changed = [("data (scenes.json)", stored.get("data"), data)]
+            changed = [("data (scenes.json)", stored.get("data"), data) if stored.get("data") != data else
+                       ("the cache key (a darkseg version that keys caches differently)", stored.get("key"),
+                        cache_key(saved, data))]
         if changed:
             what, old, new = changed[0]
             if not force:

@@ -155,10 +155,12 @@ def config_changes(saved: Path, cfg: ExperimentConfig) -> list[tuple[str, object
 
 
 def config_diff(old_cfg: ExperimentConfig, cfg: ExperimentConfig) -> list[tuple[str, object, object]]:
-    """(key, old value, new value) for every key outside ``SAFE_ON_RESUME`` that differs between two configs."""
+    """(key, old value, new value) for every key outside ``SAFE_ON_RESUME`` that differs between two configs, but
+    ``name``: a renamed recipe file still describes the same run. (``name`` stays in the pretraining cache key, so
+    existing caches keep their keys.)"""
     old, new = flatten_config(old_cfg.model_dump(mode="json")), flatten_config(cfg.model_dump(mode="json"))
     return [(k, old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys())
-            if old.get(k) != new.get(k) and changes_weights(k)]
+            if old.get(k) != new.get(k) and changes_weights(k) and k != "name"]
 
 
 def changes_weights(key: str) -> bool:
