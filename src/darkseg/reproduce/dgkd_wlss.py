@@ -69,8 +69,8 @@ def suite(name: str, prefix: str, two_stage_crf: bool | None = None, faithful: b
     ``faithful``, the ``teacher-targets`` table: +DGKD with the official random-projection teacher targets
     (``<prefix>_dgkd_faithful.yaml``) against the default targets in the teacher's own feature space; with
     ``two_stage_scratch``, Table 6 also retrains ``<prefix>_two_stage_scratch.yaml`` (a second stage without the
-    pretrained start). ``quick_runs``: the ``--quick`` overrides of the ``teacher``, of every ``student`` column and of the ``two_stage``
-    retrain."""
+    pretrained start). ``quick_runs``: the ``--quick`` overrides of the ``teacher``, of every ``student`` column and
+    of the ``two_stage`` retrains."""
     quick = quick_runs or {}
     teacher_quick, student_quick = quick.get("teacher", ()), quick.get("student", ())
     teacher = Column("teacher", "tea. (normal light)", f"dgkd_wlss/{prefix}_teacher.yaml", quick=teacher_quick,

@@ -189,9 +189,9 @@ def run_claimed(plan: Plan, wanted: tuple[str, ...], claims: Path, poll: float =
     """This process's share of the runs of ``wanted`` × seeds when several processes work through one plan
     (``reproduce --jobs``). Seed by seed, in ``schedule_order`` (needed and long runs first), it takes the first run
     no process has claimed whose needed runs of the same seed are finished, and claims it by creating
-    ``claims/<key>-seed<s>``; when every unclaimed run waits for a run another process is training, it waits. ``<claim>.done`` marks a finished
-    run (trained, exported when a column of the plan needs it, evaluated). So the processes share out runs, not
-    seeds: five seeds on two processes keep both busy to the end."""
+    ``claims/<key>-seed<s>``; when every unclaimed run waits for a run another process is training, it waits.
+    ``<claim>.done`` marks a finished run (trained, exported when a column of the plan needs it, evaluated). So the
+    processes share out runs, not seeds: five seeds on two processes keep both busy to the end."""
     ordered = schedule_order(plan.suite.columns(), wanted)
     needed = {need.column for run in ordered for need in run.needs}
     pending = [(run, seed) for seed in plan.seeds for run in ordered]
