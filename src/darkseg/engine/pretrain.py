@@ -100,11 +100,11 @@ def _ensure_backbone(cfg: ExperimentConfig, force: bool) -> Pretrained:
         if not changed and stored is not None and out.is_file():
             # the images may have been regenerated since (another generator version): then the key differs
             data = data_identity(cfg)
-            if stored.get("key") == cache_key(saved, data):
+            key = cache_key(saved, data)
+            if stored.get("key") == key:
                 return Pretrained(out, stored["key"], False, time.perf_counter() - t0)
             changed = [("data (scenes.json)", stored.get("data"), data) if stored.get("data") != data else
-                       ("the cache key (a darkseg version that keys caches differently)", stored.get("key"),
-                        cache_key(saved, data))]
+                       ("the cache key (a darkseg version that keys caches differently)", stored.get("key"), key)]
         if changed:
             what, old, new = changed[0]
             if not force:
