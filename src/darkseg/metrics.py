@@ -42,6 +42,27 @@ class ConfusionMatrix:
         idx = target * self.num_classes + pred
         self.mat += torch.bincount(idx, minlength=self.num_classes**2).reshape(self.num_classes, self.num_classes)
 
+    def target_offsets(self, target: torch.Tensor) -> torch.Tensor:
+        """A batch's ground truth prepared once for :meth:`update_from_offsets` of many predictions of it: each
+        valid pixel's row offset (label × C), each ignored pixel past the matrix (C × C)."""
+        target = target.reshape(-1).to("cpu", torch.int64)
+        valid = target != self.ignore_index
+        if valid.any() and (int(target[valid].min()) < 0 or int(target[valid].max()) >= self.num_classes):
+            raise ValueError(f"ground-truth label outside [0, {self.num_classes}) and not {self.ignore_index}")
+        return torch.where(valid, target * self.num_classes, self.num_classes**2)
+
+    def update_from_offsets(self, pred: torch.Tensor, offsets: torch.Tensor) -> None:
+        """:meth:`update` with the ground truth given as :meth:`target_offsets` (the same counts): one bincount,
+        with ignored pixels counted past the matrix and dropped."""
+        pred = pred.reshape(-1).to("cpu", torch.int64)
+        if pred.shape != offsets.shape:
+            raise ValueError(f"{pred.numel()} predicted pixels for {offsets.numel()} ground-truth pixels")
+        low, high = torch.aminmax(pred) if pred.numel() else (torch.tensor(0), torch.tensor(0))
+        if int(low) < 0 or int(high) >= self.num_classes:
+            raise ValueError(f"predicted label outside [0, {self.num_classes})")
+        c2 = self.num_classes**2
+        self.mat += torch.bincount(offsets + pred, minlength=c2 + self.num_classes)[:c2].view_as(self.mat)
+
     def merge(self, other: torch.Tensor) -> None:
         """Add another confusion matrix (e.g. all-reduced from other ranks)."""
         self.mat += other.to("cpu", torch.int64)

@@ -62,3 +62,31 @@ def test_ignore_and_bad_labels():
     cm.update(torch.tensor([9, -4]), torch.tensor([255, 255]))  # ignored pixels are not checked
     cm.update(torch.tensor([], dtype=torch.long), torch.tensor([], dtype=torch.long))
     assert int(cm.mat.sum()) == 2
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_target_offsets_give_the_counts_of_update(seed):
+    """The search's path (ground truth prepared once, many predictions) counts as ``update`` does, ignores included."""
+    g = torch.Generator().manual_seed(seed)
+    target = torch.randint(0, 5, (3, 7, 9), generator=g)
+    target[torch.rand(target.shape, generator=g) < 0.2] = 255
+    one, many = ConfusionMatrix(5), ConfusionMatrix(5)
+    offsets = many.target_offsets(target)
+    for _ in range(3):
+        pred = torch.randint(0, 5, target.shape, generator=g)
+        one.update(pred, target)
+        many.update_from_offsets(pred, offsets)
+    assert torch.equal(one.mat, many.mat) and int(many.mat.sum()) == 3 * int((target != 255).sum())
+
+
+def test_target_offsets_refuse_bad_labels():
+    cm = ConfusionMatrix(3)
+    with pytest.raises(ValueError, match="ground-truth label outside"):
+        cm.target_offsets(torch.tensor([0, 3]))
+    offsets = cm.target_offsets(torch.tensor([255, 1]))
+    for bad in ([0, 3], [-1, 0]):  # every predicted label is checked, an ignored pixel's too
+        with pytest.raises(ValueError, match="predicted label outside"):
+            cm.update_from_offsets(torch.tensor(bad), offsets)
+    with pytest.raises(ValueError, match="predicted pixels"):
+        cm.update_from_offsets(torch.tensor([0]), offsets)
+    assert int(cm.mat.sum()) == 0

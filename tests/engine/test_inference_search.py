@@ -7,8 +7,8 @@ from torch import nn
 
 from darkseg.engine.config import InferenceConfig, InferenceSearchConfig
 from darkseg.engine.evaluator import evaluate
-from darkseg.engine.inference import predict_probs
-from darkseg.engine.inference_search import candidates, search_inference
+from darkseg.engine.inference import filter_classes, labels_from_probs, predict_probs
+from darkseg.engine.inference_search import candidates, grid_labels, search_inference
 
 
 class _Net(nn.Module):
@@ -87,3 +87,30 @@ def test_search_scores_each_setting_as_a_full_evaluation_and_keeps_the_best():
     assert len(set(round(m, 6) for m in reference)) > 3  # the grid really changes the predictions
     best = max(range(len(reference)), key=reference.__getitem__)
     assert chosen == scored[best][0]
+
+
+@pytest.mark.parametrize("class_filter", ["pred", "none", "gt"])
+def test_grid_labels_equal_the_argmax_of_every_filtered_setting(class_filter):
+    """The search's shortcut (one foreground max per class filter) against the full argmax of each setting, with
+    ties (quarter steps), all-zero pixels, NaN in the background and in a foreground channel, and a cut that keeps
+    no class."""
+    g = torch.Generator().manual_seed(0)
+    masks = (torch.rand(3, 5, 8, 8, generator=g) * 4).round() / 4
+    masks[2, :, 3, 3] = 0
+    masks[0, 0, 0, 0] = float("nan")
+    masks[1, 2, 0, 1] = float("nan")
+    scores, labels = torch.rand(3, 4, generator=g), (torch.rand(3, 4, generator=g) > 0.5).float()
+    search = InferenceSearchConfig(score_cuts=[0.0, 0.3, 0.7, 1.0], bg_pows=[0.25, 1.0, 2.0])
+    grid = candidates(InferenceConfig(class_filter=class_filter), search)
+    fast = list(grid_labels(masks, scores, grid, labels))
+    assert len(fast) == len(grid)
+    for setting, pred in zip(grid, fast):
+        reference = labels_from_probs(filter_classes(masks, scores, setting, labels), None, setting)
+        assert torch.equal(pred, reference), (setting.class_filter, setting.score_cut, setting.bg_pow)
+    assert len({tuple(p.flatten().tolist()) for p in fast}) >= 3  # the settings really differ
+
+
+def test_grid_labels_refuse_crf_settings():
+    setting = InferenceConfig(crf={})
+    with pytest.raises(ValueError, match="CRF"):
+        next(grid_labels(torch.rand(1, 3, 4, 4), torch.rand(1, 2), [setting]))

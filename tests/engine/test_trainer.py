@@ -15,9 +15,9 @@ from darkseg.errors import ConfigError, DataError
 
 
 def make_trainer(run_dir, iterations=12, workers=0, nan_at=None, blow_up_at=None, data=None, val_data=None,
-                 on_error="raise", batch_size=5, **train):
+                 on_error="raise", batch_size=5, method_cls=None, **train):
     torch.manual_seed(0)
-    method = ToyMethod(nan_at=nan_at, blow_up_at=blow_up_at)
+    method = (method_cls or ToyMethod)(nan_at=nan_at, blow_up_at=blow_up_at)
     train = {"ckpt_every": 4, **train}
     cfg = TrainConfig(iterations=iterations, log_every=2, keep_last=2, progress=False,
                       optim={"lr": 0.05, "momentum": 0.9}, schedule={"name": "poly", "warmup_iters": 2}, **train)
@@ -116,6 +116,32 @@ def test_validation_failure_keeps_the_iterations_checkpoint(tmp_path):
     resumed.fit(resume=True)
     rows = list(csv.DictReader((tmp_path / "val_log.csv").open()))
     assert [int(r["iteration"]) for r in rows] == [4, 8, 12]
+
+
+class _DropoutToy(ToyMethod):
+    """A toy whose training step draws from the global random state (dropout on its input), as students do."""
+
+    def training_step(self, phase, batch, iteration, ctx):
+        batch = {**batch, "image": torch.nn.functional.dropout(batch["image"], 0.5, training=True)}
+        return super().training_step(phase, batch, iteration, ctx)
+
+
+def test_validation_never_changes_the_final_weights(tmp_path):
+    """``train.val_every`` is not part of a run's identity (``config_diff``): validating, even with a validator that
+    draws random numbers, leaves the training's random draws and so ``model_final`` as they were."""
+    val = ToyDataset(n=4)
+
+    def fit(run_dir, val_every):
+        trainer = make_trainer(run_dir, val_data=val, val_every=val_every, method_cls=_DropoutToy)
+        validate = trainer.validate
+        trainer.validate = lambda model: (torch.rand(100), validate(model))[1]
+        trainer.fit()
+        return final_weights(trainer)
+
+    rare, often = fit(tmp_path / "rare", 0), fit(tmp_path / "often", 3)
+    assert all(torch.equal(rare[k], often[k]) for k in rare)
+    rows = list(csv.DictReader((tmp_path / "often" / "val_log.csv").open()))
+    assert [int(r["iteration"]) for r in rows] == [3, 6, 9, 12]
 
 
 def test_resuming_a_finished_run_changes_nothing(tmp_path):

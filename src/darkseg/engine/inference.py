@@ -69,10 +69,10 @@ def merged_masks(
     return merged / num_versions, scores
 
 
-def filter_classes(masks: torch.Tensor, scores: torch.Tensor | None, cfg: InferenceConfig,
-                   labels: torch.Tensor | None = None) -> torch.Tensor:
-    """Foreground channels of absent classes zeroed (predicted score > ``score_cut``, or the ground-truth image
-    labels), then background ** ``bg_pow`` (ssss.md §5)."""
+def kept_classes(masks: torch.Tensor, scores: torch.Tensor | None, cfg: InferenceConfig,
+                 labels: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, C) in ``masks.dtype``: 1 for the background and every class the class filter keeps (predicted score >
+    ``score_cut``, the ground-truth image labels, or all), 0 for the others."""
     b = masks.shape[0]
     if cfg.class_filter == "pred":
         if scores is None:
@@ -84,8 +84,14 @@ def filter_classes(masks: torch.Tensor, scores: torch.Tensor | None, cfg: Infere
         present = labels.to(masks.dtype)
     else:
         present = torch.ones(b, masks.shape[1] - 1, dtype=masks.dtype, device=masks.device)
-    keep = torch.cat([torch.ones_like(present[:, :1]), present], dim=1).view(b, -1, 1, 1)
-    probs = masks * keep
+    return torch.cat([torch.ones_like(present[:, :1]), present], dim=1)
+
+
+def filter_classes(masks: torch.Tensor, scores: torch.Tensor | None, cfg: InferenceConfig,
+                   labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Foreground channels of absent classes zeroed (:func:`kept_classes`), then background ** ``bg_pow``
+    (ssss.md §5)."""
+    probs = masks * kept_classes(masks, scores, cfg, labels)[:, :, None, None]
     probs[:, 0] = probs[:, 0].clamp_min(0) ** cfg.bg_pow
     return probs
 

@@ -154,13 +154,19 @@ def config_changes(saved: Path, cfg: ExperimentConfig) -> list[tuple[str, object
     return config_diff(read_run_config(saved), cfg)
 
 
+# Keys that do not change a run's final weights either, but stay in the pretraining cache key (adding them to
+# SAFE_ON_RESUME would change every existing key): a renamed recipe file still describes the same run, and
+# validation runs under its own random state (``Trainer._run_validation``), so where it happens changes the val log
+# and ``model_best``, never ``model_final``.
+SAME_RUN_KEYS = ("name", "train.val_every")
+
+
 def config_diff(old_cfg: ExperimentConfig, cfg: ExperimentConfig) -> list[tuple[str, object, object]]:
-    """(key, old value, new value) for every key outside ``SAFE_ON_RESUME`` that differs between two configs, but
-    ``name``: a renamed recipe file still describes the same run. (``name`` stays in the pretraining cache key, so
-    existing caches keep their keys.)"""
+    """(key, old value, new value) for every key outside ``SAFE_ON_RESUME`` and ``SAME_RUN_KEYS`` that differs
+    between two configs."""
     old, new = flatten_config(old_cfg.model_dump(mode="json")), flatten_config(cfg.model_dump(mode="json"))
     return [(k, old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys())
-            if old.get(k) != new.get(k) and changes_weights(k) and k != "name"]
+            if old.get(k) != new.get(k) and changes_weights(k) and k not in SAME_RUN_KEYS]
 
 
 def changes_weights(key: str) -> bool:
