@@ -4,7 +4,7 @@ foreground max per class filter, one comparison per background power) counted wi
 ground truth prepared once per batch). The network's forward is not timed: it is the same in both.
 
 Shapes (B, C, H, W): a scenes evaluation batch (32, 9, 96, 96) and a VOC-size batch (8, 21, 321, 321), with the
-default grid (6 score cuts + no filter, 10 background powers: 70 settings). Median of ``--rounds``, milliseconds; the
+default grid (6 score cuts + no filter, 10 background powers: 70 settings). Median of ``--rounds`` after one warm-up call, milliseconds; the
 confusion matrices of both ways must be equal.
 
     python benchmarks/bench_inference_search.py [--threads 1] [--rounds 5]
@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import statistics
 import sys
-import time
 
 import torch
+from bench_argmax import median_ms  # the sibling script (python puts benchmarks/ on the path)
 
 from darkseg.engine.config import InferenceConfig, InferenceSearchConfig
 from darkseg.engine.inference import filter_classes, labels_from_probs
@@ -41,15 +40,6 @@ def shared(masks, scores, target, grid) -> list[ConfusionMatrix]:
     for pred, cm in zip(grid_labels(masks, scores, grid), matrices):
         cm.update_from_offsets(pred, offsets)
     return matrices
-
-
-def median_ms(fn, rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> None:

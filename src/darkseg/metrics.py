@@ -31,16 +31,11 @@ class ConfusionMatrix:
         """Add a batch of predicted and ground-truth label maps of the same shape."""
         if pred.shape != target.shape:
             raise ValueError(f"prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
-        pred = pred.reshape(-1).to("cpu", torch.int64)
-        target = target.reshape(-1).to("cpu", torch.int64)
-        valid = target != self.ignore_index
-        target, pred = target[valid], pred[valid]
-        if target.numel() and (int(target.min()) < 0 or int(target.max()) >= self.num_classes):
-            raise ValueError(f"ground-truth label outside [0, {self.num_classes}) and not {self.ignore_index}")
-        if pred.numel() and (int(pred.min()) < 0 or int(pred.max()) >= self.num_classes):
-            raise ValueError(f"predicted label outside [0, {self.num_classes})")
-        idx = target * self.num_classes + pred
-        self.mat += torch.bincount(idx, minlength=self.num_classes**2).reshape(self.num_classes, self.num_classes)
+        offsets = self.target_offsets(target)
+        valid = offsets < self.num_classes**2  # predicted labels of ignored pixels are not checked
+        pred = pred.reshape(-1).to("cpu", torch.int64)[valid]
+        self._check_predictions(pred)
+        self.mat += torch.bincount(offsets[valid] + pred, minlength=self.num_classes**2).view_as(self.mat)
 
     def target_offsets(self, target: torch.Tensor) -> torch.Tensor:
         """A batch's ground truth prepared once for :meth:`update_from_offsets` of many predictions of it: each
@@ -57,11 +52,15 @@ class ConfusionMatrix:
         pred = pred.reshape(-1).to("cpu", torch.int64)
         if pred.shape != offsets.shape:
             raise ValueError(f"{pred.numel()} predicted pixels for {offsets.numel()} ground-truth pixels")
-        low, high = torch.aminmax(pred) if pred.numel() else (torch.tensor(0), torch.tensor(0))
-        if int(low) < 0 or int(high) >= self.num_classes:
-            raise ValueError(f"predicted label outside [0, {self.num_classes})")
+        self._check_predictions(pred)
         c2 = self.num_classes**2
         self.mat += torch.bincount(offsets + pred, minlength=c2 + self.num_classes)[:c2].view_as(self.mat)
+
+    def _check_predictions(self, pred: torch.Tensor) -> None:
+        if pred.numel():
+            low, high = torch.aminmax(pred)
+            if int(low) < 0 or int(high) >= self.num_classes:
+                raise ValueError(f"predicted label outside [0, {self.num_classes})")
 
     def merge(self, other: torch.Tensor) -> None:
         """Add another confusion matrix (e.g. all-reduced from other ranks)."""
